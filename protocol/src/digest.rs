@@ -1,0 +1,219 @@
+//! OCI content digests (`algorithm:hex`), validated strictly.
+//!
+//! Only the two algorithms the OCI image spec registers are accepted:
+//! `sha256` (64 lowercase hex characters) and `sha512` (128). Anything else is
+//! rejected before it can reach a file path, a database key or a DHT key, so a
+//! parsed [`Digest`] is always safe to use as a file name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A hash algorithm that an OCI digest may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    /// The name used in the digest string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// Length of the raw hash in bytes.
+    pub fn hash_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a string is not a valid digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("digest has no ':' separating algorithm and hex")]
+    MissingSeparator,
+    #[error("unsupported digest algorithm {0:?} (supported: sha256, sha512)")]
+    UnsupportedAlgorithm(String),
+    #[error("{algorithm} digest must have {expected} hex characters, found {found}")]
+    WrongLength {
+        algorithm: Algorithm,
+        expected: usize,
+        found: usize,
+    },
+    #[error("digest hex must be lowercase 0-9a-f, found {0:?}")]
+    InvalidHex(char),
+    #[error("{algorithm} hash must be {expected} bytes, found {found}")]
+    WrongHashLength {
+        algorithm: Algorithm,
+        expected: usize,
+        found: usize,
+    },
+}
+
+/// A validated OCI digest. The hash is kept as raw bytes; `Display` gives the
+/// canonical `algorithm:lowercase-hex` form.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    algorithm: Algorithm,
+    hash: Box<[u8]>,
+}
+
+impl Digest {
+    /// Builds a digest from an algorithm and the raw hash bytes.
+    pub fn from_hash(algorithm: Algorithm, hash: &[u8]) -> Result<Digest, DigestError> {
+        if hash.len() != algorithm.hash_len() {
+            return Err(DigestError::WrongHashLength {
+                algorithm,
+                expected: algorithm.hash_len(),
+                found: hash.len(),
+            });
+        }
+        Ok(Digest {
+            algorithm,
+            hash: hash.into(),
+        })
+    }
+
+    /// The sha256 digest of `data`.
+    pub fn sha256_of(data: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(data);
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hash: hash.as_slice().into(),
+        }
+    }
+
+    /// The digest of `data` under `algorithm`.
+    pub fn compute(algorithm: Algorithm, data: &[u8]) -> Digest {
+        let mut v = crate::verify::DigestHasher::new(algorithm);
+        v.update(data);
+        v.finish()
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The raw hash bytes.
+    pub fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+
+    /// The lowercase hex of the hash, without the algorithm prefix. Safe to
+    /// use as a file name.
+    pub fn hex(&self) -> String {
+        hex::encode(&self.hash)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, hex::encode(&self.hash))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Digest, DigestError> {
+        let (alg, hex_part) = s.split_once(':').ok_or(DigestError::MissingSeparator)?;
+        let algorithm = Algorithm::from_name(alg)
+            .ok_or_else(|| DigestError::UnsupportedAlgorithm(truncate(alg, 32)))?;
+        let expected = algorithm.hash_len() * 2;
+        if hex_part.len() != expected {
+            return Err(DigestError::WrongLength {
+                algorithm,
+                expected,
+                found: hex_part.len(),
+            });
+        }
+        if let Some(bad) = hex_part
+            .chars()
+            .find(|c| !matches!(c, '0'..='9' | 'a'..='f'))
+        {
+            return Err(DigestError::InvalidHex(bad));
+        }
+        let hash = hex::decode(hex_part).map_err(|_| DigestError::InvalidHex('?'))?;
+        Digest::from_hash(algorithm, &hash)
+    }
+}
+
+/// Keeps error messages bounded when a peer or client sends a huge string.
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY_SHA256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_displays_canonical_form() {
+        let d: Digest = EMPTY_SHA256.parse().expect("valid digest");
+        assert_eq!(d.algorithm(), Algorithm::Sha256);
+        assert_eq!(d.to_string(), EMPTY_SHA256);
+        assert_eq!(Digest::sha256_of(b""), d);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let upper = EMPTY_SHA256.to_uppercase().replace("SHA256", "sha256");
+        for bad in [
+            "",
+            "sha256",
+            "sha256:",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "sha256:e3b0",
+            upper.as_str(),
+            "sha256:../../../../etc/passwd000000000000000000000000000000000000000000",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g",
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad:?} must be rejected");
+        }
+    }
+}
