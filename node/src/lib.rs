@@ -1,1 +1,3 @@
 //! The shoal daemon as a library.
+
+pub mod store;
