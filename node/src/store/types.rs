@@ -64,6 +64,7 @@ impl std::fmt::Display for UploadId {
 /// The state of an upload session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadState {
+    pub repo: RepoName,
     /// Bytes received so far; the next chunk must start here.
     pub offset: u64,
 }
