@@ -1,1 +1,5 @@
+//! Benchmarks and scale experiments for shoal. Each binary in `src/bin/`
+//! measures shoal against a baseline in the same run and prints ratios.
 
+pub mod http_fetch;
+pub mod servers;

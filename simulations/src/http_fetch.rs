@@ -1,0 +1,108 @@
+//! Timed HTTP GETs of a blob: time to first byte and throughput, with the
+//! body drained (and hashed, to prove the bytes) but never kept.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use shoal_protocol::{Digest, DigestHasher};
+
+/// One timed fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct Fetch {
+    /// From sending the request to the first body byte.
+    pub ttfb: Duration,
+    /// From sending the request to the last body byte.
+    pub total: Duration,
+    pub bytes: u64,
+}
+
+impl Fetch {
+    pub fn mib_per_s(&self) -> f64 {
+        self.bytes as f64 / (1024.0 * 1024.0) / self.total.as_secs_f64()
+    }
+}
+
+/// GETs `url` and checks the body hashes to `digest` when `verify` is set
+/// (hashing costs CPU on the client, so the throughput runs leave it off and
+/// one separate run proves the bytes).
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    digest: &Digest,
+    verify: bool,
+) -> anyhow::Result<Fetch> {
+    let start = Instant::now();
+    let resp = client.get(url).send().await?;
+    anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    let mut stream = resp.bytes_stream();
+    let mut ttfb = None;
+    let mut bytes = 0u64;
+    let mut hasher = verify.then(|| DigestHasher::new(digest.algorithm()));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if ttfb.is_none() && !chunk.is_empty() {
+            ttfb = Some(start.elapsed());
+        }
+        bytes += chunk.len() as u64;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+    }
+    let total = start.elapsed();
+    if let Some(h) = hasher {
+        let actual = h.finish();
+        anyhow::ensure!(&actual == digest, "GET {url}: body is {actual}, not {digest}");
+    }
+    Ok(Fetch {
+        ttfb: ttfb.unwrap_or(total),
+        total,
+        bytes,
+    })
+}
+
+/// Pushes a blob with `POST` then a single `PUT ?digest=` carrying the whole
+/// body: the one push both shoal and docker-registry 2.8 accept (the latter
+/// has no monolithic `POST`).
+pub async fn push_blob(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    data: bytes::Bytes,
+) -> anyhow::Result<Digest> {
+    let digest = Digest::sha256_of(&data);
+    let resp = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().as_u16() == 202, "start upload at {base}: {}", resp.status());
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| anyhow::anyhow!("upload session at {base} without Location"))?;
+    let mut url = if location.starts_with("http") {
+        location.to_owned()
+    } else {
+        format!("{base}{location}")
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str(&format!("digest={digest}"));
+    let resp = client
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(data)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().as_u16() == 201, "push to {base}: {}", resp.status());
+    Ok(digest)
+}
+
+/// Median and 99th percentile of a sample (sorted in place).
+pub fn percentiles(sample: &mut [Duration]) -> (Duration, Duration) {
+    sample.sort();
+    if sample.is_empty() {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    let at = |q: f64| sample[((sample.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
