@@ -5,6 +5,7 @@
 //! the verifiers that decide whether bytes are what they claim to be.
 
 pub mod digest;
+pub mod manifest;
 pub mod name;
 pub mod verify;
 
