@@ -22,6 +22,10 @@ pub enum StoreError {
     UploadUnknown(String),
     #[error("upload is at offset {current}, the write starts at {start}")]
     UploadOffset { current: u64, start: u64 },
+    #[error("upload session {0} is being written by another request")]
+    UploadBusy(String),
+    #[error("store task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("blob {0} is not in the store")]
     BlobUnknown(Digest),
 }

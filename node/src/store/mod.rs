@@ -7,7 +7,7 @@
 //! blobs/<alg>/<hex>                 committed blobs, named by digest (verified before rename)
 //! repos/<repo>/_manifests/<alg>-<hex>   one empty marker per manifest held in <repo>
 //! repos/<repo>/_tags/<tag>          file holding the digest string the tag points to
-//! uploads/<uuid>                    bytes of an upload session in progress
+//! uploads/<uuid>/data, /repo         bytes and repository of an upload session
 //! tmp/                              temporary files; emptied on open
 //! index/                            sled database (rebuildable)
 //! ```
@@ -51,8 +51,110 @@
 //! - `Store::complete_upload(&UploadId, &Digest) -> Result<BlobInfo, StoreError>` (async)
 //! - `Store::cancel_upload(&UploadId) -> Result<bool, StoreError>` (async)
 
+mod blobs;
 mod error;
+mod fsutil;
+mod index;
+mod manifests;
+mod paths;
+mod rebuild;
 mod types;
+mod uploads;
 
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use blobs::{BlobReader, BlobWriter};
 pub use error::StoreError;
+pub use rebuild::RebuildReport;
 pub use types::{BlobInfo, ManifestPut, ManifestRecord, StoreOptions, UploadId, UploadState};
+pub use uploads::UploadAppender;
+
+use fsutil::{create_dir_all, io_err};
+use index::Index;
+use paths::Layout;
+
+/// The content store; cheap to clone (all clones share one index).
+#[derive(Debug, Clone)]
+pub struct Store {
+    layout: Arc<Layout>,
+    index: Index,
+    busy_uploads: uploads::BusyUploads,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `options.root`. Blocking: call from
+    /// `spawn_blocking` in async code.
+    pub fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        let layout = Layout::new(&options.root);
+        for dir in [
+            layout.blobs().join("sha256"),
+            layout.blobs().join("sha512"),
+            layout.uploads(),
+            layout.repos(),
+        ] {
+            create_dir_all(&dir)?;
+        }
+        // Temporary files of writes that never finished: never visible,
+        // now garbage.
+        let tmp = layout.tmp();
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_err("empty tmp", &tmp))?;
+        }
+        create_dir_all(&tmp)?;
+
+        let index_path = layout.index();
+        let existed = index_path.exists();
+        let (index, fresh) = match Index::open(&index_path) {
+            Ok(index) => (index, !existed),
+            Err(e) => {
+                // sled can be left unreadable by a crash; the files are the
+                // truth, so set the broken index aside and rebuild.
+                tracing::warn!(error = %e, "index unreadable; rebuilding from the blob files");
+                let aside = options.root.join(format!("index.broken-{}", blobs::now_ms()));
+                std::fs::rename(&index_path, &aside).map_err(io_err("move broken index", &index_path))?;
+                (Index::open(&index_path)?, true)
+            }
+        };
+        let clean = index.take_clean_mark()?;
+        let mut report = RebuildReport::default();
+        if fresh || !clean {
+            rebuild::rebuild_repos(&layout, &index, &mut report)?;
+        }
+        rebuild::reconcile_blobs(&layout, &index, &mut report)?;
+        rebuild::reconcile_uploads(&layout, &index, &mut report)?;
+        index.flush()?;
+        if report != RebuildReport::default() {
+            tracing::info!(?report, clean, fresh, "index reconciled with the files");
+        }
+        Ok(Store {
+            layout: Arc::new(layout),
+            index,
+            busy_uploads: uploads::BusyUploads::default(),
+        })
+    }
+
+    /// Drops the whole index and reads it back from the files.
+    pub fn rebuild_index(&self) -> Result<RebuildReport, StoreError> {
+        let mut report = RebuildReport::default();
+        self.index.clear_all()?;
+        rebuild::rebuild_repos(&self.layout, &self.index, &mut report)?;
+        rebuild::reconcile_blobs(&self.layout, &self.index, &mut report)?;
+        rebuild::reconcile_uploads(&self.layout, &self.index, &mut report)?;
+        self.index.flush()?;
+        Ok(report)
+    }
+
+    /// Flushes the index to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.index.flush()
+    }
+
+    /// Flushes and marks the index as cleanly closed, so the next open skips
+    /// the full rebuild of repository metadata. Nothing may be written after.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.index.mark_clean()
+    }
+}

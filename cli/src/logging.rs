@@ -1,0 +1,13 @@
+//! Log output: tracing to stderr, filtered like RUST_LOG.
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+pub fn init(filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("initialising logs: {e}"))
+}

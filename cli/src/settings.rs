@@ -1,0 +1,95 @@
+//! Daemon settings in two steps: raw flags (with `SHOAL_*` variables), then
+//! a validated `NodeConfig` made of defaults < config file < env < flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use shoal_node::config::NodeConfig;
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// TOML configuration file; flags and SHOAL_* variables override it.
+    #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for blobs, the index and the node identity.
+    #[arg(long, env = "SHOAL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the OCI registry endpoint.
+    #[arg(long, env = "SHOAL_REGISTRY_ADDR", value_name = "ADDR")]
+    pub registry_addr: Option<SocketAddr>,
+    /// Log filter in RUST_LOG syntax (e.g. "info,shoal_node=debug").
+    #[arg(long, env = "RUST_LOG", value_name = "FILTER", default_value = "info")]
+    pub log: String,
+}
+
+impl DaemonArgs {
+    pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => load_file(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(addr) = self.registry_addr {
+            config.registry.addr = addr;
+        }
+        config.validate().context("invalid configuration")?;
+        Ok(config)
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<NodeConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>, data_dir: Option<&str>) -> DaemonArgs {
+        DaemonArgs {
+            config,
+            data_dir: data_dir.map(PathBuf::from),
+            registry_addr: None,
+            log: "info".into(),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\n[registry]\naddr = \"127.0.0.1:6000\"\nmax_page_size = 5\n",
+        )
+        .expect("write config");
+        let c = args(Some(path.clone()), None).node_config().expect("valid");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.registry.addr.port(), 6000);
+        assert_eq!(c.registry.max_page_size, 5);
+        let c = args(Some(path), Some("/from/flag")).node_config().expect("valid");
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(&path, "[registry]\nmax_page_size = 0\n").expect("write");
+        let err = args(Some(path.clone()), None).node_config().expect_err("invalid");
+        assert!(format!("{err:#}").contains("max_page_size"), "{err:#}");
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        let err = args(Some(path), None).node_config().expect_err("unknown key");
+        assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
+        let err = args(Some(dir.path().join("missing.toml")), None)
+            .node_config()
+            .expect_err("missing file");
+        assert!(format!("{err:#}").contains("missing.toml"), "{err:#}");
+    }
+}

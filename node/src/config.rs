@@ -1,0 +1,136 @@
+//! The node's configuration file (TOML), with defaults and validation.
+//!
+//! The CLI reads this, lays flags and `SHOAL_*` variables over it, and calls
+//! [`NodeConfig::validate`]. Each subsystem then gets only its own options
+//! (`StoreOptions`, `RegistryLimits`), never the whole config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registry::{DEFAULT_MAX_MANIFEST_BYTES, RegistryLimits};
+use crate::store::StoreOptions;
+
+/// Where the registry endpoint listens unless told otherwise: loopback only,
+/// the port Docker users expect of a local registry.
+pub const DEFAULT_REGISTRY_ADDR: &str = "127.0.0.1:5000";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where blobs, the index and the node's identity live.
+    pub data_dir: PathBuf,
+    pub registry: RegistryConfig,
+    /// How long in-flight requests may run on after a shutdown signal.
+    #[serde(with = "seconds")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub addr: SocketAddr,
+    pub max_manifest_bytes: usize,
+    pub max_concurrent_uploads: usize,
+    pub max_page_size: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            data_dir: default_data_dir(),
+            registry: RegistryConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> RegistryConfig {
+        let limits = RegistryLimits::default();
+        RegistryConfig {
+            addr: DEFAULT_REGISTRY_ADDR
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
+            max_concurrent_uploads: limits.max_concurrent_uploads,
+            max_page_size: limits.max_page_size,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/shoal`, else `~/.local/share/shoal`, else `./shoal-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("shoal");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/shoal");
+    }
+    PathBuf::from("shoal-data")
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{field} must be {requirement}")]
+    Invalid {
+        field: &'static str,
+        requirement: &'static str,
+    },
+}
+
+impl NodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |v: usize, field| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    field,
+                    requirement: "at least 1",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive(self.registry.max_manifest_bytes, "registry.max_manifest_bytes")?;
+        positive(self.registry.max_concurrent_uploads, "registry.max_concurrent_uploads")?;
+        positive(self.registry.max_page_size, "registry.max_page_size")?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "data_dir",
+                requirement: "a directory path",
+            });
+        }
+        Ok(())
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            root: self.data_dir.clone(),
+        }
+    }
+
+    pub fn registry_limits(&self) -> RegistryLimits {
+        RegistryLimits {
+            max_manifest_bytes: self.registry.max_manifest_bytes,
+            max_concurrent_uploads: self.registry.max_concurrent_uploads,
+            max_page_size: self.registry.max_page_size,
+        }
+    }
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !(0.0..=86_400.0).contains(&secs) {
+            return Err(serde::de::Error::custom("must be between 0 and 86400 seconds"));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+}

@@ -1,0 +1,82 @@
+//! Runs a node: opens the store, serves the registry endpoint, and stops
+//! cleanly when the shutdown future completes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::NodeConfig;
+use crate::registry::{self, RegistryState};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Binds the configured registry address and serves until `shutdown`.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let addr = config.registry.addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind `127.0.0.1:0`).
+pub async fn serve(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let options = config.store_options();
+    let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
+    let state = RegistryState::new(store.clone(), config.registry_limits());
+    let app = registry::router(state);
+    let local = listener.local_addr().map_err(DaemonError::Serve)?;
+    tracing::info!(addr = %local, data_dir = %config.data_dir.display(), "registry listening");
+
+    let stopping = Arc::new(Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            stopping.notify_waiters();
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let grace = config.shutdown_grace;
+    let grace_over = async {
+        stopping.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(DaemonError::Serve)?,
+        () = grace_over => {
+            // Connections still open are dropped with the runtime; their
+            // unfinished blob writes delete their temporary files.
+            tracing::warn!(?grace, "grace period over; dropping open connections");
+        }
+    }
+    tokio::task::spawn_blocking(move || store.close()).await??;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
+//!
+//! Blobs are content-addressed and shared by every repository: the name is
+//! validated but any repository may read any blob it names by digest (the
+//! global namespace shoal is built on). Bodies are streamed from the file in
+//! bounded buffers, never read whole.
+
+use std::io::SeekFrom;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shoal_protocol::RepoName;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::RegistryState;
+use super::error::{ErrorCode, RegistryError, RegistryResult};
+use super::path::parse_digest;
+use super::range::{RangeRequest, parse_range};
+use super::request::RequestParts;
+
+/// Read buffer per blob response: large enough that a file read costs little
+/// next to the copy, small enough to keep memory per transfer bounded.
+const STREAM_BUFFER: usize = 512 * 1024;
+
+pub async fn get(
+    state: &RegistryState,
+    _name: &RepoName,
+    digest: &str,
+    req: &RequestParts,
+) -> RegistryResult<Response> {
+    let digest = parse_digest(digest)?;
+    let Some(blob) = state.store.open_blob(&digest).await? else {
+        return Err(RegistryError::new(
+            ErrorCode::BlobUnknown,
+            format!("blob {digest} is unknown"),
+        ));
+    };
+    let size = blob.size;
+    let digest_header = header_value(&digest.to_string());
+    let common = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+        (header::HeaderName::from_static("docker-content-digest"), digest_header.clone()),
+        (header::ETAG, header_value(&format!("\"{digest}\""))),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ];
+    let (status, start, len) = match parse_range(req.header("range"), size) {
+        RangeRequest::Whole => (StatusCode::OK, 0, size),
+        RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeRequest::Unsatisfiable => {
+            return Err(RegistryError::new(
+                ErrorCode::RangeInvalid,
+                format!("range not satisfiable for a blob of {size} bytes"),
+            )
+            .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))));
+        }
+    };
+    let mut response = if req.is_head() {
+        // Content-Length is set below; hyper sends no body for HEAD.
+        (status, common).into_response()
+    } else {
+        let mut file = blob.file;
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(|e| io_error("seek blob", e))?;
+        }
+        let stream = ReaderStream::with_capacity(file.take(len), STREAM_BUFFER);
+        (status, common, Body::from_stream(stream)).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let end = start + len - 1;
+        headers.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {start}-{end}/{size}")),
+        );
+    }
+    Ok(response)
+}
+
+pub async fn delete(state: &RegistryState, digest: &str) -> RegistryResult<Response> {
+    let digest = parse_digest(digest)?;
+    if state.store.delete_blob(&digest).await? {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(RegistryError::new(
+            ErrorCode::BlobUnknown,
+            format!("blob {digest} is unknown"),
+        ))
+    }
+}
+
+/// Header values built from validated digests and numbers are always valid;
+/// the fallback only guards against a future caller passing something else.
+pub fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+pub fn io_error(op: &str, e: std::io::Error) -> RegistryError {
+    RegistryError::new(ErrorCode::Unknown, format!("{op}: {e}"))
+}

@@ -1,0 +1,235 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use shoal_protocol::manifest::parse_manifest;
+use shoal_protocol::{Digest, RepoName, Tag};
+use tokio::io::AsyncReadExt;
+
+use super::RegistryState;
+use super::blobs::{header_value, io_error};
+use super::error::{ErrorCode, RegistryError, RegistryResult};
+use super::path::parse_digest;
+use super::request::RequestParts;
+use crate::store::{ManifestPut, ManifestRecord};
+
+/// A manifest reference: a digest (contains ':') or a tag.
+enum Reference {
+    Digest(Digest),
+    Tag(Tag),
+}
+
+fn parse_reference(raw: &str) -> RegistryResult<Reference> {
+    if raw.contains(':') {
+        return parse_digest(raw).map(Reference::Digest);
+    }
+    raw.parse::<Tag>().map(Reference::Tag).map_err(|e| {
+        RegistryError::new(ErrorCode::ManifestInvalid, format!("invalid reference: {e}"))
+            .with_status(StatusCode::BAD_REQUEST)
+    })
+}
+
+fn manifest_unknown(name: &RepoName, reference: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::ManifestUnknown,
+        format!("manifest {reference} is unknown in {name}"),
+    )
+}
+
+/// Finds the manifest a reference names in a repository. A repository that
+/// holds nothing is `NAME_UNKNOWN`, as the spec distinguishes.
+fn lookup(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryResult<ManifestRecord> {
+    let digest = match parse_reference(reference)? {
+        Reference::Digest(d) => d,
+        Reference::Tag(tag) => match state.store.resolve_tag(name, &tag)? {
+            Some(d) => d,
+            None => return Err(missing(state, name, reference)?),
+        },
+    };
+    match state.store.manifest(name, &digest)? {
+        Some(record) => Ok(record),
+        None => Err(missing(state, name, reference)?),
+    }
+}
+
+fn missing(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryResult<RegistryError> {
+    if state.store.repo_exists(name)? {
+        Ok(manifest_unknown(name, reference))
+    } else {
+        Ok(RegistryError::new(
+            ErrorCode::NameUnknown,
+            format!("repository {name} is unknown"),
+        ))
+    }
+}
+
+/// Whether an `Accept` header admits a media type. No header (or an empty
+/// one) admits everything, as old clients send none.
+fn accepts(req: &RequestParts, media_type: &str) -> bool {
+    let values: Vec<&str> = req
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or(v).trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.is_empty()
+        || values
+            .iter()
+            .any(|v| *v == media_type || *v == "*/*" || *v == "application/*")
+}
+
+pub async fn get(
+    state: &RegistryState,
+    name: &RepoName,
+    reference: &str,
+    req: &RequestParts,
+) -> RegistryResult<Response> {
+    let record = lookup(state, name, reference)?;
+    if !accepts(req, &record.media_type) {
+        // No conversion between formats: converting would change the digest.
+        return Err(RegistryError::new(
+            ErrorCode::ManifestUnknown,
+            format!(
+                "manifest {reference} is {} which the Accept header does not admit",
+                record.media_type
+            ),
+        ));
+    }
+    let headers = [
+        (header::CONTENT_TYPE, header_value(&record.media_type)),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            header_value(&record.digest.to_string()),
+        ),
+        (header::ETAG, header_value(&format!("\"{}\"", record.digest))),
+        (header::CONTENT_LENGTH, header_value(&record.size.to_string())),
+    ];
+    if req.is_head() {
+        return Ok((StatusCode::OK, headers).into_response());
+    }
+    let Some(blob) = state.store.open_blob(&record.digest).await? else {
+        return Err(manifest_unknown(name, reference));
+    };
+    // Manifests are at most a few MiB (bounded on push): read whole.
+    let mut bytes = Vec::with_capacity(usize::try_from(blob.size).unwrap_or(0));
+    let mut file = blob.file;
+    file.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| io_error("read manifest", e))?;
+    Ok((StatusCode::OK, headers, bytes).into_response())
+}
+
+pub async fn put(
+    state: &RegistryState,
+    name: &RepoName,
+    reference: &str,
+    req: &RequestParts,
+    body: Body,
+) -> RegistryResult<Response> {
+    let reference = parse_reference(reference)?;
+    let limit = state.limits.max_manifest_bytes;
+    let too_big = || {
+        RegistryError::new(
+            ErrorCode::SizeInvalid,
+            format!("manifest is larger than the {limit}-byte limit"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    if req.content_length().is_some_and(|len| len > limit as u64) {
+        return Err(too_big());
+    }
+    let bytes: Bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                too_big()
+            } else {
+                RegistryError::new(ErrorCode::ManifestInvalid, format!("reading manifest: {e}"))
+            }
+        })?
+        .to_bytes();
+    let parsed = parse_manifest(&bytes, req.header("content-type"))
+        .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, e.to_string()))?;
+    let digest = match &reference {
+        Reference::Digest(expected) => {
+            let actual = Digest::compute(expected.algorithm(), &bytes);
+            if &actual != expected {
+                return Err(RegistryError::new(
+                    ErrorCode::DigestInvalid,
+                    format!("manifest digest is {actual}, not {expected}"),
+                ));
+            }
+            actual
+        }
+        Reference::Tag(_) => Digest::sha256_of(&bytes),
+    };
+    for referenced in &parsed.references {
+        if state.store.blob_size(referenced)?.is_none() {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("manifest references unknown blob {referenced}"),
+            )
+            .with_detail(serde_json::json!({ "digest": referenced.to_string() })));
+        }
+    }
+    let subject = parsed.subject.clone();
+    state
+        .store
+        .put_manifest(
+            name,
+            ManifestPut {
+                digest: digest.clone(),
+                media_type: parsed.media_type,
+                bytes,
+                references: parsed.references,
+                subject: parsed.subject,
+                artifact_type: parsed.artifact_type,
+                annotations: parsed.annotations,
+                tag: match reference {
+                    Reference::Tag(t) => Some(t),
+                    Reference::Digest(_) => None,
+                },
+            },
+        )
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, header_value(&format!("/v2/{name}/manifests/{digest}"))),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                header_value(&digest.to_string()),
+            ),
+            (header::CONTENT_LENGTH, header_value("0")),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = subject {
+        // Tells the client this registry indexes referrers itself, so it
+        // need not maintain a fallback tag.
+        response.headers_mut().insert(
+            header::HeaderName::from_static("oci-subject"),
+            header_value(&subject.to_string()),
+        );
+    }
+    Ok(response)
+}
+
+pub async fn delete(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryResult<Response> {
+    let deleted = match parse_reference(reference)? {
+        Reference::Digest(d) => state.store.delete_manifest(name, &d).await?,
+        Reference::Tag(t) => state.store.delete_tag(name, &t).await?,
+    };
+    if deleted {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(missing(state, name, reference)?)
+    }
+}
