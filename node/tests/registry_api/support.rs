@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest::{Client, Method, Response, StatusCode};
+use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use shoal_node::config::NodeConfig;
 use shoal_protocol::Digest;
@@ -63,9 +63,6 @@ impl TestRegistry {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path))
-    }
 
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.expect("GET")
