@@ -4,7 +4,14 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(filter: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
+    // An empty RUST_LOG (set but blank) means "not chosen", not "silence".
+    let filter = if filter.trim().is_empty() {
+        "info"
+    } else {
+        filter
+    };
+    let filter =
+        EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "shoal", version, about = "Peer-to-peer distribution of container image layers")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Peer-to-peer distribution of container image layers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,10 +33,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line with the whole cause chain, as a user reads it.
-            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("shoal: {}", chain.join(": "));
+            eprintln!("shoal: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole cause chain on one line. Causes already quoted by the message
+/// above them (many error types print their source) are not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

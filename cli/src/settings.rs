@@ -73,7 +73,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(c.registry.addr.port(), 6000);
         assert_eq!(c.registry.max_page_size, 5);
-        let c = args(Some(path), Some("/from/flag")).node_config().expect("valid");
+        let c = args(Some(path), Some("/from/flag"))
+            .node_config()
+            .expect("valid");
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
     }
 
@@ -82,10 +84,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("shoal.toml");
         std::fs::write(&path, "[registry]\nmax_page_size = 0\n").expect("write");
-        let err = args(Some(path.clone()), None).node_config().expect_err("invalid");
+        let err = args(Some(path.clone()), None)
+            .node_config()
+            .expect_err("invalid");
         assert!(format!("{err:#}").contains("max_page_size"), "{err:#}");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
-        let err = args(Some(path), None).node_config().expect_err("unknown key");
+        let err = args(Some(path), None)
+            .node_config()
+            .expect_err("unknown key");
         assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
         let err = args(Some(dir.path().join("missing.toml")), None)
             .node_config()

@@ -94,8 +94,14 @@ impl NodeConfig {
                 Ok(())
             }
         };
-        positive(self.registry.max_manifest_bytes, "registry.max_manifest_bytes")?;
-        positive(self.registry.max_concurrent_uploads, "registry.max_concurrent_uploads")?;
+        positive(
+            self.registry.max_manifest_bytes,
+            "registry.max_manifest_bytes",
+        )?;
+        positive(
+            self.registry.max_concurrent_uploads,
+            "registry.max_concurrent_uploads",
+        )?;
         positive(self.registry.max_page_size, "registry.max_page_size")?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
@@ -129,7 +135,9 @@ mod seconds {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         if !(0.0..=86_400.0).contains(&secs) {
-            return Err(serde::de::Error::custom("must be between 0 and 86400 seconds"));
+            return Err(serde::de::Error::custom(
+                "must be between 0 and 86400 seconds",
+            ));
         }
         Ok(Duration::from_secs_f64(secs))
     }

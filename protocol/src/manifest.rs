@@ -77,7 +77,10 @@ fn invalid(message: impl Into<String>) -> ManifestError {
 
 /// Parses `body`, taking the media type from the body or else from the
 /// request's `Content-Type`; the two must agree when both are given.
-pub fn parse_manifest(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
+pub fn parse_manifest(
+    body: &[u8],
+    content_type: Option<&str>,
+) -> Result<ParsedManifest, ManifestError> {
     let raw: RawManifest = serde_json::from_slice(body)
         .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
     if raw.schema_version != Some(2) {
@@ -146,7 +149,9 @@ mod tests {
 
     #[test]
     fn media_type_from_header_when_body_omits_it() {
-        let body = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","mediaType":"x/y"}},"layers":[]}}"#);
+        let body = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","mediaType":"x/y"}},"layers":[]}}"#
+        );
         let m = parse_manifest(body.as_bytes(), Some(DOCKER_MANIFEST)).expect("valid");
         assert_eq!(m.media_type, DOCKER_MANIFEST);
         assert_eq!(m.artifact_type.as_deref(), Some("x/y"));
@@ -160,12 +165,16 @@ mod tests {
             "not json".to_owned(),
             r#"{"schemaVersion":1}"#.to_owned(),
             format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}"}}"#),
-            format!(r#"{{"schemaVersion":2,"config":{{"digest":"sha256:zz"}}}}"#),
-            format!(r#"{{"schemaVersion":2,"mediaType":"text/plain","config":{{"digest":"{D1}"}}}}"#),
+            r#"{"schemaVersion":2,"config":{"digest":"sha256:zz"}}"#.to_owned(),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"text/plain","config":{{"digest":"{D1}"}}}}"#
+            ),
         ] {
             assert!(parse_manifest(body.as_bytes(), None).is_err(), "{body}");
         }
-        let body = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{D1}"}}}}"#);
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{D1}"}}}}"#
+        );
         assert!(parse_manifest(body.as_bytes(), Some(DOCKER_MANIFEST)).is_err());
     }
 }

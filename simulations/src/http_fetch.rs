@@ -51,7 +51,10 @@ pub async fn fetch(
     let total = start.elapsed();
     if let Some(h) = hasher {
         let actual = h.finish();
-        anyhow::ensure!(&actual == digest, "GET {url}: body is {actual}, not {digest}");
+        anyhow::ensure!(
+            &actual == digest,
+            "GET {url}: body is {actual}, not {digest}"
+        );
     }
     Ok(Fetch {
         ttfb: ttfb.unwrap_or(total),
@@ -74,7 +77,11 @@ pub async fn push_blob(
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
         .send()
         .await?;
-    anyhow::ensure!(resp.status().as_u16() == 202, "start upload at {base}: {}", resp.status());
+    anyhow::ensure!(
+        resp.status().as_u16() == 202,
+        "start upload at {base}: {}",
+        resp.status()
+    );
     let location = resp
         .headers()
         .get("location")
@@ -93,7 +100,11 @@ pub async fn push_blob(
         .body(data)
         .send()
         .await?;
-    anyhow::ensure!(resp.status().as_u16() == 201, "push to {base}: {}", resp.status());
+    anyhow::ensure!(
+        resp.status().as_u16() == 201,
+        "push to {base}: {}",
+        resp.status()
+    );
     Ok(digest)
 }
 

@@ -26,7 +26,10 @@ async fn wait_ready(child: &mut Child, url: &str, timeout: Duration) -> anyhow::
         {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "{url} not ready after {timeout:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{url} not ready after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -61,7 +64,12 @@ impl ShoalProcess {
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
-        wait_ready(&mut child, &format!("http://127.0.0.1:{port}"), Duration::from_secs(20)).await?;
+        wait_ready(
+            &mut child,
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_secs(20),
+        )
+        .await?;
         Ok(ShoalProcess {
             child,
             port,
@@ -113,7 +121,12 @@ impl DockerRegistryProcess {
             .stderr(Stdio::null())
             .spawn()
             .context("spawning docker-registry")?;
-        wait_ready(&mut child, &format!("http://127.0.0.1:{port}"), Duration::from_secs(20)).await?;
+        wait_ready(
+            &mut child,
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_secs(20),
+        )
+        .await?;
         Ok(DockerRegistryProcess {
             child,
             port,

@@ -40,20 +40,31 @@ pub async fn get(
     let size = blob.size;
     let digest_header = header_value(&digest.to_string());
     let common = [
-        (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
-        (header::HeaderName::from_static("docker-content-digest"), digest_header.clone()),
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            digest_header.clone(),
+        ),
         (header::ETAG, header_value(&format!("\"{digest}\""))),
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
     ];
     let (status, start, len) = match parse_range(req.header("range"), size) {
         RangeRequest::Whole => (StatusCode::OK, 0, size),
-        RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeRequest::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
         RangeRequest::Unsatisfiable => {
             return Err(RegistryError::new(
                 ErrorCode::RangeInvalid,
                 format!("range not satisfiable for a blob of {size} bytes"),
             )
-            .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))));
+            .with_header(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}")),
+            ));
         }
     };
     let mut response = if req.is_head() {

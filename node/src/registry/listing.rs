@@ -27,7 +27,11 @@ pub fn page<'a>(sorted: &'a [String], n: usize, last: Option<&str>) -> Page<'a> 
     let items: Vec<&str> = sorted[start..].iter().take(n).map(String::as_str).collect();
     let more = start + items.len() < sorted.len();
     Page {
-        next_after: if more && !items.is_empty() { items.last().copied() } else { None },
+        next_after: if more && !items.is_empty() {
+            items.last().copied()
+        } else {
+            None
+        },
         items,
     }
 }
@@ -36,28 +40,38 @@ fn page_size(state: &RegistryState, req: &RequestParts) -> RegistryResult<usize>
     let max = state.limits.max_page_size;
     match req.query("n") {
         None | Some("") => Ok(max),
-        Some(raw) => raw
-            .parse::<usize>()
-            .map(|n| n.min(max))
-            .map_err(|_| {
-                RegistryError::new(
-                    ErrorCode::PaginationNumberInvalid,
-                    format!("n={:?} is not a number", raw.chars().take(32).collect::<String>()),
-                )
-            }),
+        Some(raw) => raw.parse::<usize>().map(|n| n.min(max)).map_err(|_| {
+            RegistryError::new(
+                ErrorCode::PaginationNumberInvalid,
+                format!(
+                    "n={:?} is not a number",
+                    raw.chars().take(32).collect::<String>()
+                ),
+            )
+        }),
     }
 }
 
 fn respond(body: serde_json::Value, link: Option<String>) -> Response {
-    let mut response =
-        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     if let Some(link) = link {
-        response.headers_mut().insert(header::LINK, header_value(&link));
+        response
+            .headers_mut()
+            .insert(header::LINK, header_value(&link));
     }
     response
 }
 
-pub fn tags(state: &RegistryState, name: &RepoName, req: &RequestParts) -> RegistryResult<Response> {
+pub fn tags(
+    state: &RegistryState,
+    name: &RepoName,
+    req: &RequestParts,
+) -> RegistryResult<Response> {
     if !state.store.repo_exists(name)? {
         return Err(RegistryError::new(
             ErrorCode::NameUnknown,
@@ -75,7 +89,10 @@ pub fn tags(state: &RegistryState, name: &RepoName, req: &RequestParts) -> Regis
     let link = page
         .next_after
         .map(|last| format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""));
-    Ok(respond(json!({ "name": name.as_str(), "tags": page.items }), link))
+    Ok(respond(
+        json!({ "name": name.as_str(), "tags": page.items }),
+        link,
+    ))
 }
 
 pub fn catalog(state: &RegistryState, req: &RequestParts) -> RegistryResult<Response> {
@@ -99,13 +116,34 @@ mod tests {
 
     #[test]
     fn pages_walk_the_whole_list_once() {
-        let all: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = page(&all, 2, None);
-        assert_eq!(p, Page { items: vec!["a", "b"], next_after: Some("b") });
+        assert_eq!(
+            p,
+            Page {
+                items: vec!["a", "b"],
+                next_after: Some("b")
+            }
+        );
         let p = page(&all, 2, Some("b"));
-        assert_eq!(p, Page { items: vec!["c", "d"], next_after: Some("d") });
+        assert_eq!(
+            p,
+            Page {
+                items: vec!["c", "d"],
+                next_after: Some("d")
+            }
+        );
         let p = page(&all, 2, Some("d"));
-        assert_eq!(p, Page { items: vec!["e"], next_after: None });
+        assert_eq!(
+            p,
+            Page {
+                items: vec!["e"],
+                next_after: None
+            }
+        );
         let p = page(&all, 10, Some("bb"));
         assert_eq!(p.items, vec!["c", "d", "e"]);
         assert_eq!(page(&all, 0, None).items, Vec::<&str>::new());

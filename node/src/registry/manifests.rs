@@ -27,8 +27,11 @@ fn parse_reference(raw: &str) -> RegistryResult<Reference> {
         return parse_digest(raw).map(Reference::Digest);
     }
     raw.parse::<Tag>().map(Reference::Tag).map_err(|e| {
-        RegistryError::new(ErrorCode::ManifestInvalid, format!("invalid reference: {e}"))
-            .with_status(StatusCode::BAD_REQUEST)
+        RegistryError::new(
+            ErrorCode::ManifestInvalid,
+            format!("invalid reference: {e}"),
+        )
+        .with_status(StatusCode::BAD_REQUEST)
     })
 }
 
@@ -41,7 +44,11 @@ fn manifest_unknown(name: &RepoName, reference: &str) -> RegistryError {
 
 /// Finds the manifest a reference names in a repository. A repository that
 /// holds nothing is `NAME_UNKNOWN`, as the spec distinguishes.
-fn lookup(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryResult<ManifestRecord> {
+fn lookup(
+    state: &RegistryState,
+    name: &RepoName,
+    reference: &str,
+) -> RegistryResult<ManifestRecord> {
     let digest = match parse_reference(reference)? {
         Reference::Digest(d) => d,
         Reference::Tag(tag) => match state.store.resolve_tag(name, &tag)? {
@@ -55,7 +62,11 @@ fn lookup(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryRe
     }
 }
 
-fn missing(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryResult<RegistryError> {
+fn missing(
+    state: &RegistryState,
+    name: &RepoName,
+    reference: &str,
+) -> RegistryResult<RegistryError> {
     if state.store.repo_exists(name)? {
         Ok(manifest_unknown(name, reference))
     } else {
@@ -107,8 +118,14 @@ pub async fn get(
             header::HeaderName::from_static("docker-content-digest"),
             header_value(&record.digest.to_string()),
         ),
-        (header::ETAG, header_value(&format!("\"{}\"", record.digest))),
-        (header::CONTENT_LENGTH, header_value(&record.size.to_string())),
+        (
+            header::ETAG,
+            header_value(&format!("\"{}\"", record.digest)),
+        ),
+        (
+            header::CONTENT_LENGTH,
+            header_value(&record.size.to_string()),
+        ),
     ];
     if req.is_head() {
         return Ok((StatusCode::OK, headers).into_response());
@@ -148,7 +165,9 @@ pub async fn put(
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 too_big()
             } else {
                 RegistryError::new(ErrorCode::ManifestInvalid, format!("reading manifest: {e}"))
@@ -202,7 +221,10 @@ pub async fn put(
     let mut response = (
         StatusCode::CREATED,
         [
-            (header::LOCATION, header_value(&format!("/v2/{name}/manifests/{digest}"))),
+            (
+                header::LOCATION,
+                header_value(&format!("/v2/{name}/manifests/{digest}")),
+            ),
             (
                 header::HeaderName::from_static("docker-content-digest"),
                 header_value(&digest.to_string()),
@@ -222,7 +244,11 @@ pub async fn put(
     Ok(response)
 }
 
-pub async fn delete(state: &RegistryState, name: &RepoName, reference: &str) -> RegistryResult<Response> {
+pub async fn delete(
+    state: &RegistryState,
+    name: &RepoName,
+    reference: &str,
+) -> RegistryResult<Response> {
     let deleted = match parse_reference(reference)? {
         Reference::Digest(d) => state.store.delete_manifest(name, &d).await?,
         Reference::Tag(t) => state.store.delete_tag(name, &t).await?,

@@ -47,9 +47,10 @@ impl From<PathError> for RegistryError {
                 RegistryError::new(ErrorCode::Unsupported, "no such API endpoint")
                     .with_status(axum::http::StatusCode::NOT_FOUND)
             }
-            PathError::InvalidName(e) => {
-                RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name: {e}"))
-            }
+            PathError::InvalidName(e) => RegistryError::new(
+                ErrorCode::NameInvalid,
+                format!("invalid repository name: {e}"),
+            ),
         }
     }
 }
@@ -70,7 +71,10 @@ impl Endpoint {
             if end == 0 {
                 return Err(PathError::NotFound);
             }
-            segs[..end].join("/").parse().map_err(PathError::InvalidName)
+            segs[..end]
+                .join("/")
+                .parse()
+                .map_err(PathError::InvalidName)
         };
         // Order matters: `blobs/uploads/` must win over `blobs/<digest>`.
         if n >= 3 && segs[n - 3] == "blobs" && segs[n - 2] == "uploads" {
@@ -121,9 +125,8 @@ impl Endpoint {
 
 /// Parses a digest from a path or query, answering `DIGEST_INVALID` (400).
 pub fn parse_digest(raw: &str) -> Result<Digest, RegistryError> {
-    raw.parse::<Digest>().map_err(|e| {
-        RegistryError::new(ErrorCode::DigestInvalid, format!("invalid digest: {e}"))
-    })
+    raw.parse::<Digest>()
+        .map_err(|e| RegistryError::new(ErrorCode::DigestInvalid, format!("invalid digest: {e}")))
 }
 
 #[cfg(test)]
@@ -213,7 +216,10 @@ mod tests {
                 "{path}"
             );
         }
-        assert_eq!(Endpoint::parse("/v2/manifests/latest"), Err(PathError::NotFound));
+        assert_eq!(
+            Endpoint::parse("/v2/manifests/latest"),
+            Err(PathError::NotFound)
+        );
         assert_eq!(Endpoint::parse("/other"), Err(PathError::NotFound));
         assert_eq!(Endpoint::parse("/v2/x"), Err(PathError::NotFound));
     }

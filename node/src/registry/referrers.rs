@@ -8,9 +8,9 @@ use shoal_protocol::RepoName;
 
 use super::RegistryState;
 use super::error::RegistryResult;
-use shoal_protocol::manifest::OCI_INDEX;
 use super::path::parse_digest;
 use super::request::RequestParts;
+use shoal_protocol::manifest::OCI_INDEX;
 
 pub fn list(
     state: &RegistryState,

@@ -38,7 +38,8 @@ impl RequestParts {
     }
 
     pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length").and_then(|v| v.trim().parse().ok())
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
     }
 
     pub fn is_head(&self) -> bool {

@@ -74,7 +74,10 @@ pub async fn finish(
     body: Body,
 ) -> RegistryResult<Response> {
     let raw = req.query("digest").ok_or_else(|| {
-        RegistryError::new(ErrorCode::DigestInvalid, "digest query parameter is required")
+        RegistryError::new(
+            ErrorCode::DigestInvalid,
+            "digest query parameter is required",
+        )
     })?;
     let digest = parse_digest(raw)?;
     let (id, offset) = session(state, name, id)?;
@@ -163,7 +166,10 @@ fn parse_content_range(value: &str) -> RegistryResult<(u64, u64)> {
     let invalid = || {
         RegistryError::new(
             ErrorCode::BlobUploadInvalid,
-            format!("invalid Content-Range {:?}", value.chars().take(64).collect::<String>()),
+            format!(
+                "invalid Content-Range {:?}",
+                value.chars().take(64).collect::<String>()
+            ),
         )
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
     };
@@ -225,7 +231,10 @@ fn blob_created(name: &RepoName, digest: &Digest) -> Response {
     (
         StatusCode::CREATED,
         [
-            (header::LOCATION, header_value(&format!("/v2/{name}/blobs/{digest}"))),
+            (
+                header::LOCATION,
+                header_value(&format!("/v2/{name}/blobs/{digest}")),
+            ),
             (
                 header::HeaderName::from_static("docker-content-digest"),
                 header_value(&digest.to_string()),
@@ -262,7 +271,10 @@ mod tests {
     #[test]
     fn content_range_forms() {
         assert_eq!(parse_content_range("0-99").ok(), Some((0, 99)));
-        assert_eq!(parse_content_range("bytes 100-199/*").ok(), Some((100, 199)));
+        assert_eq!(
+            parse_content_range("bytes 100-199/*").ok(),
+            Some((100, 199))
+        );
         assert!(parse_content_range("5-4").is_err());
         assert!(parse_content_range("x-4").is_err());
         assert!(parse_content_range("").is_err());

@@ -6,11 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use shoal_protocol::{Algorithm, Digest, DigestHasher};
 use tokio::io::AsyncWriteExt;
 
+use super::Store;
 use super::error::StoreError;
 use super::fsutil::{durable_rename, io_err, remove_file};
 use super::index::BlobEntry;
 use super::types::BlobInfo;
-use super::Store;
 
 /// Last-access times are refreshed at most this often per blob, so reads do
 /// not turn into a stream of index writes.
@@ -107,7 +107,13 @@ impl BlobWriter {
             durable_rename(&from, &dest)?;
             // The file now lives at `dest`; the temp path must not delete it.
             let _ = temp.keep();
-            store.index.put_blob(&digest, BlobEntry { size, last_access_ms: now_ms() })?;
+            store.index.put_blob(
+                &digest,
+                BlobEntry {
+                    size,
+                    last_access_ms: now_ms(),
+                },
+            )?;
             Ok(BlobInfo { digest, size })
         })
         .await?
@@ -153,9 +159,18 @@ impl Store {
         };
         let now = now_ms();
         if now.saturating_sub(entry.last_access_ms) > ACCESS_GRANULARITY_MS {
-            self.index.put_blob(digest, BlobEntry { last_access_ms: now, ..entry })?;
+            self.index.put_blob(
+                digest,
+                BlobEntry {
+                    last_access_ms: now,
+                    ..entry
+                },
+            )?;
         }
-        Ok(Some(BlobReader { file, size: entry.size }))
+        Ok(Some(BlobReader {
+            file,
+            size: entry.size,
+        }))
     }
 
     pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
@@ -165,7 +180,10 @@ impl Store {
     /// Writes a whole in-memory blob (manifests, small configs).
     pub async fn put_blob(&self, expected: &Digest, data: &[u8]) -> Result<BlobInfo, StoreError> {
         if let Some(size) = self.blob_size(expected)? {
-            return Ok(BlobInfo { digest: expected.clone(), size });
+            return Ok(BlobInfo {
+                digest: expected.clone(),
+                size,
+            });
         }
         let mut writer = self.blob_writer()?;
         writer.write(data).await?;
@@ -189,7 +207,10 @@ impl Store {
             .index
             .blob_entries()?
             .into_iter()
-            .map(|(digest, e)| BlobInfo { digest, size: e.size })
+            .map(|(digest, e)| BlobInfo {
+                digest,
+                size: e.size,
+            })
             .collect())
     }
 }

@@ -35,7 +35,8 @@ pub fn durable_rename(from: &Path, to: &Path) -> Result<(), StoreError> {
 
 /// Writes a small file atomically: temp file in `tmp_dir`, fsync, rename.
 pub fn write_atomic(tmp_dir: &Path, to: &Path, contents: &[u8]) -> Result<(), StoreError> {
-    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err("create temp file", tmp_dir))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err("create temp file", tmp_dir))?;
     tmp.write_all(contents)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(io_err("write temp file", tmp_dir))?;

@@ -120,7 +120,13 @@ impl Index {
     }
 
     pub fn clear_all(&self) -> Result<(), StoreError> {
-        for tree in [&self.blobs, &self.manifests, &self.tags, &self.referrers, &self.uploads] {
+        for tree in [
+            &self.blobs,
+            &self.manifests,
+            &self.tags,
+            &self.referrers,
+            &self.uploads,
+        ] {
             tree.clear()?;
         }
         Ok(())
@@ -156,7 +162,11 @@ impl Index {
 
     // Manifests, tags, referrers.
 
-    pub fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
+    pub fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
         let key = key2(repo.as_str(), &digest.to_string());
         match self.manifests.get(&key)? {
             Some(v) => Ok(Some(decode(&key, &v)?)),
@@ -166,7 +176,8 @@ impl Index {
 
     pub fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord) -> Result<(), StoreError> {
         let digest = record.digest.to_string();
-        self.manifests.insert(key2(repo.as_str(), &digest), encode(record))?;
+        self.manifests
+            .insert(key2(repo.as_str(), &digest), encode(record))?;
         if let Some(subject) = &record.subject {
             let mut key = key2(repo.as_str(), &subject.to_string());
             key.push(0);
@@ -176,7 +187,11 @@ impl Index {
         Ok(())
     }
 
-    pub fn remove_manifest(&self, repo: &RepoName, record: &ManifestRecord) -> Result<(), StoreError> {
+    pub fn remove_manifest(
+        &self,
+        repo: &RepoName,
+        record: &ManifestRecord,
+    ) -> Result<(), StoreError> {
         let digest = record.digest.to_string();
         self.manifests.remove(key2(repo.as_str(), &digest))?;
         if let Some(subject) = &record.subject {
@@ -197,13 +212,18 @@ impl Index {
     }
 
     pub fn put_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
-        self.tags
-            .insert(key2(repo.as_str(), tag.as_str()), digest.to_string().as_bytes())?;
+        self.tags.insert(
+            key2(repo.as_str(), tag.as_str()),
+            digest.to_string().as_bytes(),
+        )?;
         Ok(())
     }
 
     pub fn remove_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError> {
-        Ok(self.tags.remove(key2(repo.as_str(), tag.as_str()))?.is_some())
+        Ok(self
+            .tags
+            .remove(key2(repo.as_str(), tag.as_str()))?
+            .is_some())
     }
 
     /// Tags of a repository with their digests, sorted by tag.
@@ -216,7 +236,11 @@ impl Index {
         Ok(out)
     }
 
-    pub fn referrers_of(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Digest>, StoreError> {
+    pub fn referrers_of(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<Digest>, StoreError> {
         let mut prefix = key2(repo.as_str(), &subject.to_string());
         prefix.push(0);
         let mut out = Vec::new();
@@ -229,7 +253,12 @@ impl Index {
 
     pub fn repo_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
         let prefix = repo_prefix(repo);
-        Ok(self.manifests.scan_prefix(&prefix).next().transpose()?.is_some()
+        Ok(self
+            .manifests
+            .scan_prefix(&prefix)
+            .next()
+            .transpose()?
+            .is_some()
             || self.tags.scan_prefix(&prefix).next().transpose()?.is_some())
     }
 

@@ -3,10 +3,10 @@
 
 use shoal_protocol::{Digest, RepoName, Tag};
 
+use super::Store;
 use super::error::StoreError;
 use super::fsutil::{remove_file, write_atomic};
 use super::types::{ManifestPut, ManifestRecord};
-use super::Store;
 
 impl Store {
     /// Records a manifest in a repository (and its tag, if given). The bytes
@@ -48,7 +48,11 @@ impl Store {
         .await?
     }
 
-    pub fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
+    pub fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
         self.index.manifest(repo, digest)
     }
 
@@ -58,7 +62,12 @@ impl Store {
 
     /// Tags of a repository, sorted.
     pub fn tags(&self, repo: &RepoName) -> Result<Vec<Tag>, StoreError> {
-        Ok(self.index.tags_of(repo)?.into_iter().map(|(t, _)| t).collect())
+        Ok(self
+            .index
+            .tags_of(repo)?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
     }
 
     /// Repositories holding at least one manifest or tag, sorted.
@@ -83,7 +92,11 @@ impl Store {
 
     /// Removes a manifest from a repository with every tag there that points
     /// at it. The blob itself stays until garbage collection.
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
         let Some(record) = self.index.manifest(repo, digest)? else {
             return Ok(false);
         };
@@ -104,7 +117,11 @@ impl Store {
     }
 
     /// Manifests in `repo` whose subject is `subject`.
-    pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ManifestRecord>, StoreError> {
+    pub fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<ManifestRecord>, StoreError> {
         let mut out = Vec::new();
         for digest in self.index.referrers_of(repo, subject)? {
             if let Some(record) = self.index.manifest(repo, &digest)? {

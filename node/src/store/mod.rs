@@ -113,8 +113,11 @@ impl Store {
                 // sled can be left unreadable by a crash; the files are the
                 // truth, so set the broken index aside and rebuild.
                 tracing::warn!(error = %e, "index unreadable; rebuilding from the blob files");
-                let aside = options.root.join(format!("index.broken-{}", blobs::now_ms()));
-                std::fs::rename(&index_path, &aside).map_err(io_err("move broken index", &index_path))?;
+                let aside = options
+                    .root
+                    .join(format!("index.broken-{}", blobs::now_ms()));
+                std::fs::rename(&index_path, &aside)
+                    .map_err(io_err("move broken index", &index_path))?;
                 (Index::open(&index_path)?, true)
             }
         };

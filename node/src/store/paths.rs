@@ -68,9 +68,11 @@ impl Layout {
     }
 
     pub fn manifest_marker(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
-        self.repo(repo)
-            .join("_manifests")
-            .join(format!("{}-{}", digest.algorithm().name(), digest.hex()))
+        self.repo(repo).join("_manifests").join(format!(
+            "{}-{}",
+            digest.algorithm().name(),
+            digest.hex()
+        ))
     }
 
     pub fn tag_file(&self, repo: &RepoName, tag: &Tag) -> PathBuf {

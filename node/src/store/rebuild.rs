@@ -42,7 +42,11 @@ fn read_dir(path: &Path) -> Result<Vec<std::fs::DirEntry>, StoreError> {
     }
 }
 
-pub fn reconcile_blobs(layout: &Layout, index: &Index, report: &mut RebuildReport) -> Result<(), StoreError> {
+pub fn reconcile_blobs(
+    layout: &Layout,
+    index: &Index,
+    report: &mut RebuildReport,
+) -> Result<(), StoreError> {
     let mut on_disk: HashMap<Digest, (u64, u64)> = HashMap::new();
     for alg in [Algorithm::Sha256, Algorithm::Sha512] {
         let dir = layout.blobs().join(alg.name());
@@ -52,7 +56,9 @@ pub fn reconcile_blobs(layout: &Layout, index: &Index, report: &mut RebuildRepor
                 report.skipped.push(entry.path().display().to_string());
                 continue;
             };
-            let meta = entry.metadata().map_err(io_err("stat blob", &entry.path()))?;
+            let meta = entry
+                .metadata()
+                .map_err(io_err("stat blob", &entry.path()))?;
             let mtime = meta
                 .modified()
                 .ok()
@@ -66,7 +72,13 @@ pub fn reconcile_blobs(layout: &Layout, index: &Index, report: &mut RebuildRepor
         match on_disk.remove(&digest) {
             Some((size, _)) if size == entry.size => {}
             Some((size, mtime)) => {
-                index.put_blob(&digest, BlobEntry { size, last_access_ms: mtime })?;
+                index.put_blob(
+                    &digest,
+                    BlobEntry {
+                        size,
+                        last_access_ms: mtime,
+                    },
+                )?;
             }
             None => {
                 index.remove_blob(&digest)?;
@@ -75,7 +87,13 @@ pub fn reconcile_blobs(layout: &Layout, index: &Index, report: &mut RebuildRepor
         }
     }
     for (digest, (size, mtime)) in on_disk {
-        index.put_blob(&digest, BlobEntry { size, last_access_ms: mtime })?;
+        index.put_blob(
+            &digest,
+            BlobEntry {
+                size,
+                last_access_ms: mtime,
+            },
+        )?;
         report.blobs_added += 1;
     }
     Ok(())
@@ -83,25 +101,37 @@ pub fn reconcile_blobs(layout: &Layout, index: &Index, report: &mut RebuildRepor
 
 /// Finds every repository directory under `repos/` (one holding `_manifests`
 /// or `_tags`) with its name.
-fn find_repos(root: &Path, prefix: &str, out: &mut Vec<(RepoName, std::path::PathBuf)>) -> Result<(), StoreError> {
+fn find_repos(
+    root: &Path,
+    prefix: &str,
+    out: &mut Vec<(RepoName, std::path::PathBuf)>,
+) -> Result<(), StoreError> {
     for entry in read_dir(root)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == "_manifests" || name == "_tags" || !entry.path().is_dir() {
             continue;
         }
-        let full = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let full = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let path = entry.path();
-        if path.join("_manifests").is_dir() || path.join("_tags").is_dir() {
-            if let Ok(repo) = full.parse::<RepoName>() {
-                out.push((repo, path.clone()));
-            }
+        if (path.join("_manifests").is_dir() || path.join("_tags").is_dir())
+            && let Ok(repo) = full.parse::<RepoName>()
+        {
+            out.push((repo, path.clone()));
         }
         find_repos(&path, &full, out)?;
     }
     Ok(())
 }
 
-pub fn rebuild_repos(layout: &Layout, index: &Index, report: &mut RebuildReport) -> Result<(), StoreError> {
+pub fn rebuild_repos(
+    layout: &Layout,
+    index: &Index,
+    report: &mut RebuildReport,
+) -> Result<(), StoreError> {
     index.manifests.clear()?;
     index.tags.clear()?;
     index.referrers.clear()?;
@@ -141,7 +171,11 @@ pub fn rebuild_repos(layout: &Layout, index: &Index, report: &mut RebuildReport)
 
 /// Reads a manifest record back from its blob and marker file (which holds
 /// the media type the manifest was pushed with).
-fn read_manifest(layout: &Layout, digest: &Digest, marker: &Path) -> Result<Option<ManifestRecord>, StoreError> {
+fn read_manifest(
+    layout: &Layout,
+    digest: &Digest,
+    marker: &Path,
+) -> Result<Option<ManifestRecord>, StoreError> {
     let blob = layout.blob(digest);
     let Ok(bytes) = std::fs::read(&blob) else {
         return Ok(None);
@@ -162,7 +196,11 @@ fn read_manifest(layout: &Layout, digest: &Digest, marker: &Path) -> Result<Opti
     }))
 }
 
-pub fn reconcile_uploads(layout: &Layout, index: &Index, report: &mut RebuildReport) -> Result<(), StoreError> {
+pub fn reconcile_uploads(
+    layout: &Layout,
+    index: &Index,
+    report: &mut RebuildReport,
+) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::new();
     for entry in read_dir(&layout.uploads())? {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -173,7 +211,9 @@ pub fn reconcile_uploads(layout: &Layout, index: &Index, report: &mut RebuildRep
         let repo = std::fs::read_to_string(layout.upload_repo(&id))
             .ok()
             .and_then(|r| r.trim().parse::<RepoName>().ok());
-        let len = std::fs::metadata(layout.upload_data(&id)).map(|m| m.len()).ok();
+        let len = std::fs::metadata(layout.upload_data(&id))
+            .map(|m| m.len())
+            .ok();
         let (Some(repo), Some(len)) = (repo, len) else {
             report.skipped.push(entry.path().display().to_string());
             continue;

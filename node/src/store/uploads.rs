@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use shoal_protocol::{Digest, RepoName};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use super::Store;
 use super::blobs::{hash_file, now_ms};
 use super::error::StoreError;
 use super::fsutil::{create_dir_all, durable_rename, fsync_dir, io_err, remove_file};
 use super::index::{BlobEntry, UploadEntry};
 use super::types::{BlobInfo, UploadId, UploadState};
-use super::Store;
 
 /// Sessions with a writer at work: a second concurrent writer is refused
 /// rather than interleaving bytes.
@@ -27,7 +27,10 @@ impl BusyUploads {
         if !set.insert(key.clone()) {
             return Err(StoreError::UploadBusy(key));
         }
-        Ok(BusyGuard { set: self.clone(), key })
+        Ok(BusyGuard {
+            set: self.clone(),
+            key,
+        })
     }
 }
 
@@ -97,7 +100,13 @@ impl Store {
         std::fs::File::create(&data).map_err(io_err("create upload", &data))?;
         let repo_file = self.layout.upload_repo(&id);
         std::fs::write(&repo_file, repo.as_str()).map_err(io_err("write upload", &repo_file))?;
-        self.index.put_upload(&id, &UploadEntry { repo: repo.clone(), offset: 0 })?;
+        self.index.put_upload(
+            &id,
+            &UploadEntry {
+                repo: repo.clone(),
+                offset: 0,
+            },
+        )?;
         Ok(id)
     }
 
@@ -109,7 +118,11 @@ impl Store {
     }
 
     /// Opens a session for appending at `start`, which must be its current end.
-    pub async fn upload_appender(&self, id: &UploadId, start: u64) -> Result<UploadAppender, StoreError> {
+    pub async fn upload_appender(
+        &self,
+        id: &UploadId,
+        start: u64,
+    ) -> Result<UploadAppender, StoreError> {
         let busy = self.busy_uploads.claim(id)?;
         let entry = self
             .index
@@ -128,7 +141,9 @@ impl Store {
             .await
             .map_err(io_err("open upload", &path))?;
         // Cut off bytes written but never acknowledged (a request that died).
-        file.set_len(start).await.map_err(io_err("truncate upload", &path))?;
+        file.set_len(start)
+            .await
+            .map_err(io_err("truncate upload", &path))?;
         file.seek(std::io::SeekFrom::Start(start))
             .await
             .map_err(io_err("seek upload", &path))?;
@@ -146,7 +161,11 @@ impl Store {
     /// Checks the session's bytes against `digest` and, if they match, moves
     /// them into the blob store and ends the session. On a mismatch the
     /// session is kept, so the client may still fix it or cancel it.
-    pub async fn complete_upload(&self, id: &UploadId, digest: &Digest) -> Result<BlobInfo, StoreError> {
+    pub async fn complete_upload(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<BlobInfo, StoreError> {
         let busy = self.busy_uploads.claim(id)?;
         let entry = self
             .index

@@ -40,7 +40,10 @@ async fn raw_request(reg: &TestRegistry, method: &str, path: &str) -> (u16, Stri
 
 fn code_of(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    v["errors"][0]["code"].as_str().unwrap_or_default().to_owned()
+    v["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -57,7 +60,10 @@ async fn malformed_digests_are_400_digest_invalid_everywhere() {
             ("DELETE", format!("/v2/app/manifests/{bad}")),
             ("PUT", format!("/v2/app/manifests/{bad}")),
             ("POST", format!("/v2/app/blobs/uploads/?digest={bad}")),
-            ("POST", format!("/v2/app/blobs/uploads/?mount={bad}&from=app")),
+            (
+                "POST",
+                format!("/v2/app/blobs/uploads/?mount={bad}&from=app"),
+            ),
             ("GET", format!("/v2/app/referrers/{bad}")),
         ] {
             let (status, body) = raw_request(&reg, method, &path).await;
@@ -97,7 +103,10 @@ async fn invalid_names_and_traversal_never_reach_the_store() {
             ("DELETE", "/manifests/v1"),
             ("GET", "/tags/list"),
             ("POST", "/blobs/uploads/"),
-            ("GET", "/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            (
+                "GET",
+                "/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
         ] {
             let path = format!("/v2/{name}{suffix}");
             let (status, body) = raw_request(&reg, method, &path).await;

@@ -25,11 +25,17 @@ async fn get_and_head_blob_with_headers() {
     let head = reg.head(&format!("/v2/app/blobs/{digest}")).await;
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["content-length"], "100000");
-    assert_eq!(head.headers()["docker-content-digest"], digest.to_string().as_str());
+    assert_eq!(
+        head.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
 
     let get = reg.get(&format!("/v2/app/blobs/{digest}")).await;
     assert_eq!(get.status(), StatusCode::OK);
-    assert_eq!(get.headers()["docker-content-digest"], digest.to_string().as_str());
+    assert_eq!(
+        get.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
     assert_eq!(get.bytes().await.expect("body").as_ref(), data.as_slice());
 
     // Content-addressed and global: another repository reads it by digest.

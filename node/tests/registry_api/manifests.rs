@@ -12,16 +12,32 @@ async fn push_and_pull_by_tag_and_digest() {
     let reg = TestRegistry::start().await;
     let (body, digest) = reg.push_image("library/app", "v1", b"layer bytes").await;
     for reference in ["v1".to_owned(), digest.to_string()] {
-        let resp = reg.get(&format!("/v2/library/app/manifests/{reference}")).await;
+        let resp = reg
+            .get(&format!("/v2/library/app/manifests/{reference}"))
+            .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], OCI_MANIFEST);
-        assert_eq!(resp.headers()["docker-content-digest"], digest.to_string().as_str());
-        assert_eq!(resp.headers()["content-length"], body.len().to_string().as_str());
+        assert_eq!(
+            resp.headers()["docker-content-digest"],
+            digest.to_string().as_str()
+        );
+        assert_eq!(
+            resp.headers()["content-length"],
+            body.len().to_string().as_str()
+        );
         assert_eq!(resp.bytes().await.expect("body").as_ref(), body.as_slice());
-        let head = reg.head(&format!("/v2/library/app/manifests/{reference}")).await;
+        let head = reg
+            .head(&format!("/v2/library/app/manifests/{reference}"))
+            .await;
         assert_eq!(head.status(), StatusCode::OK);
-        assert_eq!(head.headers()["content-length"], body.len().to_string().as_str());
-        assert_eq!(head.headers()["docker-content-digest"], digest.to_string().as_str());
+        assert_eq!(
+            head.headers()["content-length"],
+            body.len().to_string().as_str()
+        );
+        assert_eq!(
+            head.headers()["docker-content-digest"],
+            digest.to_string().as_str()
+        );
     }
     reg.stop().await;
 }
@@ -36,11 +52,19 @@ async fn put_response_headers_and_put_by_digest() {
         .put_manifest("app", &digest.to_string(), Some(OCI_MANIFEST), &body)
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    assert_eq!(resp.headers()["location"], format!("/v2/app/manifests/{digest}").as_str());
-    assert_eq!(resp.headers()["docker-content-digest"], digest.to_string().as_str());
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/v2/app/manifests/{digest}").as_str()
+    );
+    assert_eq!(
+        resp.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
     // By digest the body must hash to it.
     let wrong = Digest::sha256_of(b"other");
-    let resp = reg.put_manifest("app", &wrong.to_string(), Some(OCI_MANIFEST), &body).await;
+    let resp = reg
+        .put_manifest("app", &wrong.to_string(), Some(OCI_MANIFEST), &body)
+        .await;
     assert_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
     reg.stop().await;
 }
@@ -55,7 +79,9 @@ async fn media_type_comes_from_content_type_when_body_omits_it() {
         "layers": []
     }))
     .expect("json");
-    let resp = reg.put_manifest("app", "docker", Some(DOCKER_MANIFEST), &body).await;
+    let resp = reg
+        .put_manifest("app", "docker", Some(DOCKER_MANIFEST), &body)
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let get = reg
         .client
@@ -91,7 +117,10 @@ async fn accept_negotiation_never_converts() {
         .await
         .expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["docker-content-digest"], digest.to_string().as_str());
+    assert_eq!(
+        resp.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
 
     // An index and a Docker manifest list are served as what they are.
     for (media_type, tag) in [(OCI_INDEX, "idx"), (DOCKER_LIST, "list")] {
@@ -131,7 +160,9 @@ async fn referenced_blobs_must_exist() {
     let config = reg.push_blob("app", b"{}").await;
     let missing = Digest::sha256_of(b"missing layer");
     let body = image_manifest(&config, 2, &[(missing.clone(), 13)], None);
-    let resp = reg.put_manifest("app", "v1", Some(OCI_MANIFEST), &body).await;
+    let resp = reg
+        .put_manifest("app", "v1", Some(OCI_MANIFEST), &body)
+        .await;
     assert_error(resp, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
     // An index whose child manifest is absent is refused the same way.
     let index = serde_json::to_vec(&json!({
@@ -139,9 +170,16 @@ async fn referenced_blobs_must_exist() {
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": missing.to_string(), "size": 1}]
     }))
     .expect("json");
-    let resp = reg.put_manifest("app", "idx", Some(OCI_INDEX), &index).await;
+    let resp = reg
+        .put_manifest("app", "idx", Some(OCI_INDEX), &index)
+        .await;
     assert_error(resp, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
-    assert_error(reg.get("/v2/app/manifests/v1").await, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
+    assert_error(
+        reg.get("/v2/app/manifests/v1").await,
+        StatusCode::NOT_FOUND,
+        "NAME_UNKNOWN",
+    )
+    .await;
     reg.stop().await;
 }
 
@@ -153,8 +191,10 @@ async fn invalid_manifests_are_refused() {
         b"not json at all".to_vec(),
         br#"{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}"#.to_vec(),
         br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec(),
-        format!(r#"{{"schemaVersion":2,"mediaType":"text/plain","config":{{"digest":"{config}"}}}}"#)
-            .into_bytes(),
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"text/plain","config":{{"digest":"{config}"}}}}"#
+        )
+        .into_bytes(),
         br#"{"schemaVersion":2,"config":{"digest":"sha256:nothex"},"layers":[]}"#.to_vec(),
     ];
     for body in bodies {
@@ -173,9 +213,16 @@ async fn oversize_manifest_is_refused() {
     let pad = "x".repeat(4 * 1024 * 1024 + 1);
     body.truncate(body.len() - 1);
     body.extend_from_slice(format!(r#","annotations":{{"pad":"{pad}"}}}}"#).as_bytes());
-    let resp = reg.put_manifest("app", "big", Some(OCI_MANIFEST), &body).await;
+    let resp = reg
+        .put_manifest("app", "big", Some(OCI_MANIFEST), &body)
+        .await;
     assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID").await;
-    assert_error(reg.get("/v2/app/tags/list").await, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
+    assert_error(
+        reg.get("/v2/app/tags/list").await,
+        StatusCode::NOT_FOUND,
+        "NAME_UNKNOWN",
+    )
+    .await;
     reg.stop().await;
 }
 
@@ -183,18 +230,53 @@ async fn oversize_manifest_is_refused() {
 async fn delete_tags_and_manifests() {
     let reg = TestRegistry::start().await;
     let (_, digest) = reg.push_image("app", "v1", b"layer").await;
-    let resp = reg.put_manifest("app", "v2", Some(OCI_MANIFEST), &reg.get(&format!("/v2/app/manifests/{digest}")).await.bytes().await.expect("body")).await;
+    let resp = reg
+        .put_manifest(
+            "app",
+            "v2",
+            Some(OCI_MANIFEST),
+            &reg.get(&format!("/v2/app/manifests/{digest}"))
+                .await
+                .bytes()
+                .await
+                .expect("body"),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
 
     // Deleting a tag leaves the manifest and the other tag.
-    assert_eq!(reg.delete("/v2/app/manifests/v1").await.status(), StatusCode::ACCEPTED);
-    assert_error(reg.get("/v2/app/manifests/v1").await, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
-    assert_eq!(reg.get("/v2/app/manifests/v2").await.status(), StatusCode::OK);
+    assert_eq!(
+        reg.delete("/v2/app/manifests/v1").await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_error(
+        reg.get("/v2/app/manifests/v1").await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    assert_eq!(
+        reg.get("/v2/app/manifests/v2").await.status(),
+        StatusCode::OK
+    );
 
     // Deleting the manifest takes its remaining tags with it.
-    assert_eq!(reg.delete(&format!("/v2/app/manifests/{digest}")).await.status(), StatusCode::ACCEPTED);
-    assert_eq!(reg.get(&format!("/v2/app/manifests/{digest}")).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(reg.get("/v2/app/manifests/v2").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        reg.delete(&format!("/v2/app/manifests/{digest}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/manifests/{digest}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        reg.get("/v2/app/manifests/v2").await.status(),
+        StatusCode::NOT_FOUND
+    );
     assert_error(
         reg.delete(&format!("/v2/app/manifests/{digest}")).await,
         StatusCode::NOT_FOUND,
@@ -207,9 +289,19 @@ async fn delete_tags_and_manifests() {
 #[tokio::test]
 async fn unknown_names_and_manifests() {
     let reg = TestRegistry::start().await;
-    assert_error(reg.get("/v2/nobody/manifests/latest").await, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
+    assert_error(
+        reg.get("/v2/nobody/manifests/latest").await,
+        StatusCode::NOT_FOUND,
+        "NAME_UNKNOWN",
+    )
+    .await;
     reg.push_image("app", "v1", b"l").await;
-    assert_error(reg.get("/v2/app/manifests/v9").await, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    assert_error(
+        reg.get("/v2/app/manifests/v9").await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
     let absent = Digest::sha256_of(b"absent");
     assert_error(
         reg.get(&format!("/v2/app/manifests/{absent}")).await,
@@ -218,7 +310,12 @@ async fn unknown_names_and_manifests() {
     )
     .await;
     // Methods an endpoint does not have.
-    let resp = reg.client.post(reg.url("/v2/app/manifests/v1")).send().await.expect("POST");
+    let resp = reg
+        .client
+        .post(reg.url("/v2/app/manifests/v1"))
+        .send()
+        .await
+        .expect("POST");
     assert_error(resp, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
     reg.stop().await;
 }

@@ -63,7 +63,6 @@ impl TestRegistry {
         format!("{}{}", self.base, path)
     }
 
-
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
@@ -73,7 +72,11 @@ impl TestRegistry {
     }
 
     pub async fn delete(&self, path: &str) -> Response {
-        self.client.delete(self.url(path)).send().await.expect("DELETE")
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
     }
 
     /// Monolithic push of a blob; returns its digest.
@@ -112,7 +115,9 @@ impl TestRegistry {
     /// Pushes a config and one layer, then an image manifest tagged `tag`.
     /// Returns the manifest bytes and digest.
     pub async fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, Digest) {
-        let config = self.push_blob(repo, br#"{"architecture":"amd64","os":"linux"}"#).await;
+        let config = self
+            .push_blob(repo, br#"{"architecture":"amd64","os":"linux"}"#)
+            .await;
         let layer_digest = self.push_blob(repo, layer).await;
         let manifest = image_manifest(&config, 38, &[(layer_digest, layer.len())], None);
         let resp = self

@@ -66,10 +66,20 @@ async fn chunked_upload_in_order_with_status_and_out_of_order_refused() {
     // A chunk that skips ahead is refused with 416 and the current range.
     let skip = patch(20_000, 30_000).await.expect("PATCH");
     assert_eq!(skip.headers()["range"], "0-9999");
-    assert_error(skip, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
+    assert_error(
+        skip,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "BLOB_UPLOAD_INVALID",
+    )
+    .await;
     // So is one that repeats bytes already received.
     let again = patch(0, 10_000).await.expect("PATCH");
-    assert_error(again, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
+    assert_error(
+        again,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "BLOB_UPLOAD_INVALID",
+    )
+    .await;
 
     let second = patch(10_000, 20_000).await.expect("PATCH");
     assert_eq!(second.status(), StatusCode::ACCEPTED);
@@ -91,7 +101,12 @@ async fn chunked_upload_in_order_with_status_and_out_of_order_refused() {
     let get = reg.get(&format!("/v2/app/blobs/{digest}")).await;
     assert_eq!(get.bytes().await.expect("body").as_ref(), data.as_slice());
     // The session is gone once completed.
-    assert_error(reg.get(&loc).await, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    assert_error(
+        reg.get(&loc).await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
     reg.stop().await;
 }
 
@@ -100,9 +115,20 @@ async fn streamed_patch_without_content_range() {
     let reg = TestRegistry::start().await;
     let data = vec![42u8; 5000];
     let digest = Digest::sha256_of(&data);
-    let start = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.expect("POST");
+    let start = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST");
     let loc = location(&start);
-    let patch = reg.client.patch(reg.url(&loc)).body(data.clone()).send().await.expect("PATCH");
+    let patch = reg
+        .client
+        .patch(reg.url(&loc))
+        .body(data.clone())
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(patch.status(), StatusCode::ACCEPTED);
     assert_eq!(patch.headers()["range"], "0-4999");
     let put = reg
@@ -118,11 +144,26 @@ async fn streamed_patch_without_content_range() {
 #[tokio::test]
 async fn cancel_and_unknown_sessions() {
     let reg = TestRegistry::start().await;
-    let start = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.expect("POST");
+    let start = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST");
     let loc = location(&start);
     assert_eq!(reg.delete(&loc).await.status(), StatusCode::NO_CONTENT);
-    assert_error(reg.get(&loc).await, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
-    assert_error(reg.delete(&loc).await, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    assert_error(
+        reg.get(&loc).await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
+    assert_error(
+        reg.delete(&loc).await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
     for id in ["not-a-uuid", "00000000-0000-0000-0000-000000000000"] {
         assert_error(
             reg.get(&format!("/v2/app/blobs/uploads/{id}")).await,
@@ -132,8 +173,16 @@ async fn cancel_and_unknown_sessions() {
         .await;
     }
     // A session belongs to the repository it was opened in.
-    let start = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.expect("POST");
-    let id = start.headers()["docker-upload-uuid"].to_str().expect("uuid").to_owned();
+    let start = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST");
+    let id = start.headers()["docker-upload-uuid"]
+        .to_str()
+        .expect("uuid")
+        .to_owned();
     assert_error(
         reg.get(&format!("/v2/other/blobs/uploads/{id}")).await,
         StatusCode::NOT_FOUND,
@@ -155,12 +204,23 @@ async fn wrong_digest_is_refused_and_nothing_is_stored() {
         .await
         .expect("POST");
     assert_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
-    assert_eq!(reg.head(&format!("/v2/app/blobs/{claimed}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        reg.head(&format!("/v2/app/blobs/{claimed}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
     let actual = Digest::sha256_of(b"what it sends");
-    assert_eq!(reg.head(&format!("/v2/app/blobs/{actual}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        reg.head(&format!("/v2/app/blobs/{actual}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     // The same through a session: PUT with the wrong digest is refused too.
-    let start = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.expect("POST");
+    let start = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST");
     let loc = location(&start);
     let put = reg
         .client
@@ -170,7 +230,10 @@ async fn wrong_digest_is_refused_and_nothing_is_stored() {
         .await
         .expect("PUT");
     assert_error(put, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
-    assert_eq!(reg.head(&format!("/v2/app/blobs/{claimed}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        reg.head(&format!("/v2/app/blobs/{claimed}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
     // A PUT with no digest at all is refused.
     let put = reg.client.put(reg.url(&loc)).send().await.expect("PUT");
     assert_error(put, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
@@ -180,7 +243,12 @@ async fn wrong_digest_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn size_mismatch_between_range_and_length() {
     let reg = TestRegistry::start().await;
-    let start = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.expect("POST");
+    let start = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST");
     let loc = location(&start);
     let resp = reg
         .client
@@ -200,7 +268,9 @@ async fn cross_repository_mount() {
     let digest = reg.push_blob("source", b"shared layer").await;
     let resp = reg
         .client
-        .post(reg.url(&format!("/v2/target/blobs/uploads/?mount={digest}&from=source")))
+        .post(reg.url(&format!(
+            "/v2/target/blobs/uploads/?mount={digest}&from=source"
+        )))
         .send()
         .await
         .expect("POST mount");
@@ -210,7 +280,9 @@ async fn cross_repository_mount() {
     let absent = Digest::sha256_of(b"absent");
     let resp = reg
         .client
-        .post(reg.url(&format!("/v2/target/blobs/uploads/?mount={absent}&from=source")))
+        .post(reg.url(&format!(
+            "/v2/target/blobs/uploads/?mount={absent}&from=source"
+        )))
         .send()
         .await
         .expect("POST mount");
@@ -221,7 +293,12 @@ async fn cross_repository_mount() {
 #[tokio::test]
 async fn too_many_concurrent_uploads() {
     let reg = TestRegistry::start_with(|c| c.registry.max_concurrent_uploads = 1).await;
-    let start = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.expect("POST");
+    let start = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST");
     let loc = location(&start);
     // Hold the only slot with a PATCH whose body never ends.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
@@ -258,13 +335,20 @@ async fn too_many_concurrent_uploads() {
     }
     if refused.is_none() {
         drop(tx);
-        panic!("a second upload is refused while the slot is held; slow PATCH: {:?}", slow.await);
+        panic!(
+            "a second upload is refused while the slot is held; slow PATCH: {:?}",
+            slow.await
+        );
     }
     let refused = refused.expect("checked above");
     assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS").await;
     drop(tx);
     let slow = slow.await.expect("task").expect("PATCH");
-    assert_eq!(slow.status(), StatusCode::ACCEPTED, "the slot holder itself completes");
+    assert_eq!(
+        slow.status(),
+        StatusCode::ACCEPTED,
+        "the slot holder itself completes"
+    );
     reg.stop().await;
 }
 
