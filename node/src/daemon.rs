@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -62,6 +63,13 @@ pub async fn serve(
             stopping.notify_waiters();
         }
     };
+    // Without TCP_NODELAY a response's headers and first body frame meet
+    // Nagle's algorithm and delayed ACKs: 40 ms to the first byte.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let grace = config.shutdown_grace;
     let grace_over = async {

@@ -2,8 +2,8 @@
 //!
 //! Blobs are content-addressed and shared by every repository: the name is
 //! validated but any repository may read any blob it names by digest (the
-//! global namespace shoal is built on). Bodies are streamed from the file in
-//! bounded buffers, never read whole.
+//! global namespace shoal is built on). Bodies are streamed from the file with
+//! bounded read-ahead (`blob_stream.rs`), never read whole.
 
 use std::io::SeekFrom;
 
@@ -11,18 +11,14 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shoal_protocol::RepoName;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use tokio::io::AsyncSeekExt;
 
 use super::RegistryState;
+use super::blob_stream::blob_stream;
 use super::error::{ErrorCode, RegistryError, RegistryResult};
 use super::path::parse_digest;
 use super::range::{RangeRequest, parse_range};
 use super::request::RequestParts;
-
-/// Read buffer per blob response: large enough that a file read costs little
-/// next to the copy, small enough to keep memory per transfer bounded.
-const STREAM_BUFFER: usize = 512 * 1024;
 
 pub async fn get(
     state: &RegistryState,
@@ -77,8 +73,8 @@ pub async fn get(
                 .await
                 .map_err(|e| io_error("seek blob", e))?;
         }
-        let stream = ReaderStream::with_capacity(file.take(len), STREAM_BUFFER);
-        (status, common, Body::from_stream(stream)).into_response()
+        let file = file.into_std().await;
+        (status, common, Body::from_stream(blob_stream(file, len))).into_response()
     };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));

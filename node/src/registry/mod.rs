@@ -4,6 +4,7 @@
 //! (`path.rs`) and dispatches on it and the method; each operation family has
 //! its own file. Errors are OCI JSON bodies (`error.rs`).
 
+mod blob_stream;
 mod blobs;
 mod error;
 mod listing;

@@ -1,0 +1,57 @@
+//! Streams a byte range of a blob file with read-ahead.
+//!
+//! A blocking thread reads the next chunks while hyper writes the current
+//! one to the socket, so disk (page cache) copies and socket writes overlap
+//! on different cores. The channel depth bounds memory per transfer to
+//! `(READ_AHEAD + 1) * CHUNK` bytes.
+
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::sync::mpsc;
+
+/// Bytes per read and per body frame.
+pub const CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead of the one being sent.
+pub const READ_AHEAD: usize = 2;
+
+/// Streams `len` bytes from `file` starting at its current position.
+pub fn blob_stream(
+    mut file: std::fs::File,
+    len: u64,
+) -> impl Stream<Item = std::io::Result<Bytes>> {
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(want);
+            let mut filled = 0;
+            while filled < want {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        let err = std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "blob file is shorter than its index entry",
+                        );
+                        let _ = tx.blocking_send(Err(err));
+                        return;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            remaining -= want as u64;
+            // The receiver is gone when the client disconnected: stop reading.
+            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
