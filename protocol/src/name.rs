@@ -77,7 +77,9 @@ impl FromStr for RepoName {
         }
         for component in s.split('/') {
             if !valid_component(component) {
-                return Err(NameError::InvalidComponent(component.chars().take(64).collect()));
+                return Err(NameError::InvalidComponent(
+                    component.chars().take(64).collect(),
+                ));
             }
         }
         Ok(RepoName(s.to_owned()))

@@ -29,8 +29,12 @@ impl DigestHasher {
     pub fn finish(self) -> Digest {
         // from_hash cannot fail here: each hasher yields its algorithm's length.
         match self {
-            DigestHasher::Sha256(h) => Digest::from_hash(Algorithm::Sha256, h.finalize().as_slice()),
-            DigestHasher::Sha512(h) => Digest::from_hash(Algorithm::Sha512, h.finalize().as_slice()),
+            DigestHasher::Sha256(h) => {
+                Digest::from_hash(Algorithm::Sha256, h.finalize().as_slice())
+            }
+            DigestHasher::Sha512(h) => {
+                Digest::from_hash(Algorithm::Sha512, h.finalize().as_slice())
+            }
         }
         .unwrap_or_else(|_| unreachable!("hash length matches its algorithm"))
     }
