@@ -216,4 +216,59 @@ mod tests {
             assert!(bad.parse::<Digest>().is_err(), "{bad:?} must be rejected");
         }
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn any_digest() -> impl Strategy<Value = Digest> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 32).prop_map(|h| Digest::from_hash(
+                    Algorithm::Sha256,
+                    &h
+                )
+                .expect("32 bytes")),
+                proptest::collection::vec(any::<u8>(), 64).prop_map(|h| Digest::from_hash(
+                    Algorithm::Sha512,
+                    &h
+                )
+                .expect("64 bytes")),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn display_parse_serde_cid_round_trip(d in any_digest()) {
+                let s = d.to_string();
+                prop_assert_eq!(s.parse::<Digest>().expect("parses"), d.clone());
+                let json = serde_json::to_string(&d).expect("json");
+                prop_assert_eq!(serde_json::from_str::<Digest>(&json).expect("from json"), d.clone());
+                prop_assert_eq!(Digest::from_cid(&d.to_cid()).expect("cid"), d.clone());
+                prop_assert_eq!(Digest::from_cid_str(&d.to_cid().to_string()).expect("cid str"), d);
+            }
+
+            #[test]
+            fn uppercase_or_wrong_length_is_refused(d in any_digest(), cut in 1usize..10, extra in "[0-9a-f]{1,4}") {
+                let s = d.to_string();
+                let (alg, hex) = s.split_once(':').expect("separator");
+                if hex.chars().any(|c| c.is_ascii_alphabetic()) {
+                    let upper = format!("{alg}:{}", hex.to_uppercase());
+                    prop_assert!(upper.parse::<Digest>().is_err());
+                }
+                let short = format!("{alg}:{}", &hex[cut..]);
+                prop_assert!(short.parse::<Digest>().is_err());
+                let long = format!("{s}{extra}");
+                prop_assert!(long.parse::<Digest>().is_err());
+                let other = format!("sha384:{hex}");
+                prop_assert!(other.parse::<Digest>().is_err());
+            }
+
+            #[test]
+            fn arbitrary_strings_never_panic(s in "\\PC{0,200}") {
+                let _ = s.parse::<Digest>();
+                let _ = Digest::parse_any(&s);
+            }
+        }
+    }
 }

@@ -4,11 +4,13 @@
 //! here: content digests and their CID forms, repository names and tags, and
 //! the verifiers that decide whether bytes are what they claim to be.
 
+pub mod cid;
 pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod verify;
 
+pub use cid::CidError;
 pub use digest::{Algorithm, Digest, DigestError};
 pub use name::{NameError, RepoName, Tag};
-pub use verify::DigestHasher;
+pub use verify::{DigestHasher, DigestMismatch, DigestVerifier};

@@ -144,3 +144,87 @@ macro_rules! serde_via_str {
 }
 serde_via_str!(RepoName);
 serde_via_str!(Tag);
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn examples() {
+        for ok in [
+            "a",
+            "library/busybox",
+            "a.b_c__d---e/f0",
+            "0/1/2",
+            "ghcr.io/x",
+        ] {
+            assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "A", "a/", "/a", "a//b", "..", "a/../b", "a/./b", "-a", "a-", "a___b", "a..b",
+            "a b", "a%2fb",
+        ] {
+            assert!(bad.parse::<RepoName>().is_err(), "{bad:?}");
+        }
+        assert!("x".repeat(256).parse::<RepoName>().is_err());
+        for ok in ["latest", "v1.2.3", "_x", "A-b.C_9"] {
+            assert!(ok.parse::<Tag>().is_ok(), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "a:b", "..", "t".repeat(129).as_str()] {
+            assert!(bad.parse::<Tag>().is_err(), "{bad:?}");
+        }
+    }
+
+    fn component() -> impl Strategy<Value = String> {
+        (
+            "[a-z0-9]{1,8}",
+            proptest::collection::vec(("(\\.|_|__|-{1,3})", "[a-z0-9]{1,8}"), 0..3),
+        )
+            .prop_map(|(first, rest)| {
+                let mut s = first;
+                for (sep, word) in rest {
+                    s.push_str(&sep);
+                    s.push_str(&word);
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn grammar_names_parse(parts in proptest::collection::vec(component(), 1..5)) {
+            let name = parts.join("/");
+            prop_assume!(name.len() <= MAX_NAME_LEN);
+            let parsed: RepoName = name.parse().expect("grammar name parses");
+            prop_assert_eq!(parsed.as_str(), name.as_str());
+        }
+
+        #[test]
+        fn parsed_names_are_safe_paths(s in "[a-z0-9./_-]{0,40}") {
+            if let Ok(name) = s.parse::<RepoName>() {
+                prop_assert!(!name.as_str().starts_with('/'));
+                prop_assert!(!name.as_str().ends_with('/'));
+                prop_assert!(name.as_str().split('/').all(|c| c != ".." && c != "." && !c.is_empty()));
+            }
+        }
+
+        #[test]
+        fn traversal_is_refused(a in component(), b in component()) {
+            for bad in [format!("{a}/../{b}"), format!("../{a}"), format!("{a}//{b}"), format!("/{a}"), format!("{a}/")] {
+                prop_assert!(bad.parse::<RepoName>().is_err(), "{}", bad);
+            }
+        }
+
+        #[test]
+        fn tags_match_the_grammar(s in "\\PC{0,140}") {
+            let ok = s.parse::<Tag>().is_ok();
+            let grammar = !s.is_empty()
+                && s.len() <= 128
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            prop_assert_eq!(ok, grammar);
+        }
+    }
+}
