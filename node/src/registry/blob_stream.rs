@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
@@ -26,29 +26,27 @@ pub fn blob_stream(
         let mut remaining = len;
         while remaining > 0 {
             let want = remaining.min(CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => {
-                        let err = std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "blob file is shorter than its index entry",
-                        );
-                        let _ = tx.blocking_send(Err(err));
-                        return;
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+            // read_to_end fills spare capacity without zeroing it first: a
+            // zeroed buffer would cost one more pass over every byte.
+            let mut buf = Vec::with_capacity(want);
+            match (&mut file).take(want as u64).read_to_end(&mut buf) {
+                Ok(n) if n == want => {}
+                Ok(_) => {
+                    let err = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob file is shorter than its index entry",
+                    );
+                    let _ = tx.blocking_send(Err(err));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
                 }
             }
             remaining -= want as u64;
             // The receiver is gone when the client disconnected: stop reading.
-            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return;
             }
         }
