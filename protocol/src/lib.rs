@@ -4,6 +4,8 @@
 //! here: content digests and their CID forms, repository names and tags, and
 //! the verifiers that decide whether bytes are what they claim to be.
 
+pub mod chain;
+pub mod chunk;
 pub mod cid;
 pub mod digest;
 pub mod manifest;
