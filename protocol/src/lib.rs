@@ -11,6 +11,7 @@ pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod verify;
+pub mod wire;
 
 pub use cid::CidError;
 pub use digest::{Algorithm, Digest, DigestError};

@@ -1,0 +1,397 @@
+//! Frames of the peer-to-peer transfer protocol (`/shoal/transfer/1`).
+//!
+//! Pure encoding: a frame is `length: u32 BE` (of what follows), `kind: u8`,
+//! then the body. [`decode_frame`] works on a byte buffer and returns
+//! `Ok(None)` while the frame is incomplete, so the I/O side can read more
+//! without this module knowing about sockets. Every length is checked
+//! against a hard limit *before* anything is allocated, so a peer cannot make
+//! a node buffer more than [`MAX_FRAME_LEN`] bytes per frame.
+//!
+//! Digests travel as multihash bytes (the DHT key form); a frame whose
+//! multihash is not sha2-256/sha2-512 is malformed.
+
+use multihash::Multihash;
+
+use crate::chain::ChunkMap;
+use crate::chunk::MAX_CHUNK_SIZE;
+use crate::digest::Digest;
+
+/// Version in the protocol name; bumped on any incompatible change.
+pub const PROTOCOL_NAME: &str = "/shoal/transfer/1";
+/// Largest frame body: a chunk of the largest size plus its header.
+pub const MAX_FRAME_LEN: usize = MAX_CHUNK_SIZE as usize + 1024;
+/// Largest chunk-presence bitmap (one bit per chunk).
+pub const MAX_BITMAP_LEN: usize = crate::chunk::MAX_CHUNKS as usize / 8;
+
+/// A request or response on a transfer stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Size and chunk size of a blob, and whether the peer holds all of it.
+    GetInfo {
+        digest: Digest,
+    },
+    Info {
+        digest: Digest,
+        size: u64,
+        chunk_size: u32,
+        complete: bool,
+    },
+    /// The blob's chunk map (see `chain.rs`).
+    GetMap {
+        digest: Digest,
+    },
+    Map {
+        digest: Digest,
+        map: ChunkMap,
+    },
+    /// One chunk's bytes.
+    GetChunk {
+        digest: Digest,
+        index: u32,
+    },
+    Chunk {
+        digest: Digest,
+        index: u32,
+        bytes: Vec<u8>,
+    },
+    /// Which chunks of a (possibly incomplete) blob the peer holds verified.
+    GetHave {
+        digest: Digest,
+    },
+    Have {
+        digest: Digest,
+        bitmap: Vec<u8>,
+    },
+    /// The peer does not have what was asked.
+    NotFound {
+        digest: Digest,
+    },
+    /// The peer refuses: busy, rate-limited, or the request was malformed.
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    FrameTooLong(usize),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+}
+
+const GET_INFO: u8 = 1;
+const INFO: u8 = 2;
+const GET_MAP: u8 = 3;
+const MAP: u8 = 4;
+const GET_CHUNK: u8 = 5;
+const CHUNK: u8 = 6;
+const GET_HAVE: u8 = 7;
+const HAVE: u8 = 8;
+const NOT_FOUND: u8 = 9;
+const REFUSED: u8 = 10;
+
+/// Longest `Refused` reason kept (longer ones are cut on encode).
+const MAX_REASON: usize = 256;
+
+fn put_digest(out: &mut Vec<u8>, d: &Digest) {
+    let mh = d.multihash_bytes();
+    out.push(mh.len() as u8);
+    out.extend_from_slice(&mh);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Encodes a message as one frame (length prefix included).
+pub fn encode_frame(msg: &Message) -> Vec<u8> {
+    let mut body = Vec::new();
+    let kind = match msg {
+        Message::GetInfo { digest } => {
+            put_digest(&mut body, digest);
+            GET_INFO
+        }
+        Message::Info {
+            digest,
+            size,
+            chunk_size,
+            complete,
+        } => {
+            put_digest(&mut body, digest);
+            body.extend_from_slice(&size.to_be_bytes());
+            body.extend_from_slice(&chunk_size.to_be_bytes());
+            body.push(u8::from(*complete));
+            INFO
+        }
+        Message::GetMap { digest } => {
+            put_digest(&mut body, digest);
+            GET_MAP
+        }
+        Message::Map { digest, map } => {
+            put_digest(&mut body, digest);
+            put_bytes(&mut body, &map.encode());
+            MAP
+        }
+        Message::GetChunk { digest, index } => {
+            put_digest(&mut body, digest);
+            body.extend_from_slice(&index.to_be_bytes());
+            GET_CHUNK
+        }
+        Message::Chunk {
+            digest,
+            index,
+            bytes,
+        } => {
+            put_digest(&mut body, digest);
+            body.extend_from_slice(&index.to_be_bytes());
+            put_bytes(&mut body, bytes);
+            CHUNK
+        }
+        Message::GetHave { digest } => {
+            put_digest(&mut body, digest);
+            GET_HAVE
+        }
+        Message::Have { digest, bitmap } => {
+            put_digest(&mut body, digest);
+            put_bytes(&mut body, bitmap);
+            HAVE
+        }
+        Message::NotFound { digest } => {
+            put_digest(&mut body, digest);
+            NOT_FOUND
+        }
+        Message::Refused { reason } => {
+            let cut: String = reason.chars().take(MAX_REASON).collect();
+            put_bytes(&mut body, cut.as_bytes());
+            REFUSED
+        }
+    };
+    let mut frame = Vec::with_capacity(5 + body.len());
+    frame.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A cursor over a frame body that never reads past its end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let (head, rest) = self
+            .0
+            .split_at_checked(n)
+            .ok_or(WireError::Malformed("truncated"))?;
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn digest(&mut self) -> Result<Digest, WireError> {
+        let len = self.u8()? as usize;
+        let mh = Multihash::<64>::from_bytes(self.take(len)?)
+            .map_err(|_| WireError::Malformed("bad multihash"))?;
+        Digest::from_multihash(&mh).map_err(|_| WireError::Malformed("unsupported multihash"))
+    }
+    fn bytes(&mut self, limit: usize) -> Result<&'a [u8], WireError> {
+        let len = self.u32()? as usize;
+        if len > limit {
+            return Err(WireError::Malformed("field longer than its limit"));
+        }
+        self.take(len)
+    }
+    fn end(&self) -> Result<(), WireError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::Malformed("trailing bytes"))
+        }
+    }
+}
+
+/// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are
+/// needed, else the message and how many bytes it used.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
+    let Some(len_bytes) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(WireError::FrameTooLong(len));
+    }
+    if len == 0 {
+        return Err(WireError::Malformed("empty frame"));
+    }
+    let Some(frame) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    let mut r = Reader(&frame[1..]);
+    let msg = match frame[0] {
+        GET_INFO => Message::GetInfo {
+            digest: r.digest()?,
+        },
+        INFO => Message::Info {
+            digest: r.digest()?,
+            size: r.u64()?,
+            chunk_size: r.u32()?,
+            complete: match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Malformed("bad flag")),
+            },
+        },
+        GET_MAP => Message::GetMap {
+            digest: r.digest()?,
+        },
+        MAP => {
+            let digest = r.digest()?;
+            let map = ChunkMap::decode(r.bytes(ChunkMap::MAX_ENCODED_LEN)?)
+                .map_err(|_| WireError::Malformed("bad chunk map"))?;
+            Message::Map { digest, map }
+        }
+        GET_CHUNK => Message::GetChunk {
+            digest: r.digest()?,
+            index: r.u32()?,
+        },
+        CHUNK => Message::Chunk {
+            digest: r.digest()?,
+            index: r.u32()?,
+            bytes: r.bytes(MAX_CHUNK_SIZE as usize)?.to_vec(),
+        },
+        GET_HAVE => Message::GetHave {
+            digest: r.digest()?,
+        },
+        HAVE => Message::Have {
+            digest: r.digest()?,
+            bitmap: r.bytes(MAX_BITMAP_LEN)?.to_vec(),
+        },
+        NOT_FOUND => Message::NotFound {
+            digest: r.digest()?,
+        },
+        REFUSED => Message::Refused {
+            reason: String::from_utf8_lossy(r.bytes(MAX_REASON * 4)?).into_owned(),
+        },
+        other => return Err(WireError::UnknownKind(other)),
+    };
+    r.end()?;
+    Ok(Some((msg, 4 + len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::chain::ChunkMapBuilder;
+    use crate::chunk::ChunkPlan;
+    use crate::digest::Algorithm;
+
+    fn samples() -> Vec<Message> {
+        let d = Digest::sha256_of(b"blob");
+        let data = vec![7u8; 40_000];
+        let plan = ChunkPlan::new(data.len() as u64, 16 * 1024).expect("plan");
+        let mut b = ChunkMapBuilder::new(Algorithm::Sha256, plan);
+        b.update(&data);
+        let (map, _) = b.finish().expect("map");
+        vec![
+            Message::GetInfo { digest: d.clone() },
+            Message::Info {
+                digest: d.clone(),
+                size: 40_000,
+                chunk_size: 16 * 1024,
+                complete: true,
+            },
+            Message::GetMap { digest: d.clone() },
+            Message::Map {
+                digest: d.clone(),
+                map,
+            },
+            Message::GetChunk {
+                digest: d.clone(),
+                index: 2,
+            },
+            Message::Chunk {
+                digest: d.clone(),
+                index: 2,
+                bytes: vec![1, 2, 3],
+            },
+            Message::GetHave {
+                digest: Digest::compute(Algorithm::Sha512, b"x"),
+            },
+            Message::Have {
+                digest: d.clone(),
+                bitmap: vec![0b101],
+            },
+            Message::NotFound { digest: d },
+            Message::Refused {
+                reason: "busy".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_short_input_is_incomplete() {
+        for msg in samples() {
+            let frame = encode_frame(&msg);
+            assert_eq!(decode_frame(&frame), Ok(Some((msg.clone(), frame.len()))));
+            for cut in 0..frame.len() {
+                assert_eq!(
+                    decode_frame(&frame[..cut]),
+                    Ok(None),
+                    "{msg:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced_before_allocation() {
+        let huge = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes();
+        assert_eq!(
+            decode_frame(&huge),
+            Err(WireError::FrameTooLong(MAX_FRAME_LEN + 1))
+        );
+        let mut frame = encode_frame(&Message::GetInfo {
+            digest: Digest::sha256_of(b""),
+        });
+        frame[4] = 99;
+        assert_eq!(decode_frame(&frame), Err(WireError::UnknownKind(99)));
+        let mut trailing = encode_frame(&Message::GetInfo {
+            digest: Digest::sha256_of(b""),
+        });
+        trailing.push(0);
+        let len = u32::from_be_bytes([trailing[0], trailing[1], trailing[2], trailing[3]]) + 1;
+        trailing[..4].copy_from_slice(&len.to_be_bytes());
+        assert!(decode_frame(&trailing).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame(&bytes);
+        }
+
+        #[test]
+        fn corrupted_frames_never_panic(idx in 0usize..10, at in any::<prop::sample::Index>(), flip in any::<u8>()) {
+            let msg = samples().swap_remove(idx);
+            let mut frame = encode_frame(&msg);
+            let i = at.index(frame.len());
+            frame[i] ^= flip;
+            let _ = decode_frame(&frame);
+        }
+    }
+}
