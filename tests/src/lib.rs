@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod docker;
 pub mod http;
 pub mod images;
+pub mod must;
 pub mod node;
 pub mod oci;
 pub mod paths;
@@ -19,6 +20,7 @@ pub mod skopeo;
 pub mod tools;
 pub mod upstream;
 
+pub use must::Must;
 pub use node::{NodeOptions, ShoalNode};
 pub use registry::{StoredBlob, TestRegistry};
 pub use skip::Skip;

@@ -56,7 +56,9 @@ pub fn record(test: &str, reason: &str) {
             .create(true)
             .append(true)
             .open(&path)
-            .and_then(|mut file| writeln!(file, "{line}"));
+            // One write of the whole line: O_APPEND keeps lines from
+            // parallel tests (and test processes) whole.
+            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
         if let Err(err) = written {
             // A skip that cannot be recorded would be counted as a pass.
             panic!("cannot append to {}: {err}", path.to_string_lossy());

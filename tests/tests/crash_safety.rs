@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::{RngCore, SeedableRng};
 use reqwest::StatusCode;
+use shoal_tests::Must;
 use shoal_tests::distribution::{Client, describe_unexpected, header};
 use shoal_tests::oci::{sha256_digest, verify_file};
 use shoal_tests::{DockerRegistry, NodeOptions, ShoalNode, TestRegistry, require};
@@ -24,35 +25,35 @@ const CHUNK: usize = 64 * MIB;
 async fn sigkill_mid_upload_leaves_no_partial_blob() {
     let data = random_bytes(BIG, 1);
     let digest = sha256_digest(&data);
-    let mut node = ShoalNode::start(NodeOptions::default()).expect("start shoal");
-    let client = Client::new(node.url()).expect("client");
+    let mut node = ShoalNode::start(NodeOptions::default()).must("start shoal");
+    let client = Client::new(node.url()).must("client");
 
     // Committed before the crash, so it must survive it.
     let small = random_bytes(MIB + 7, 2);
     let small_digest = client
         .push_blob(REPO, small.clone())
         .await
-        .expect("push a small blob");
+        .must("push a small blob");
 
     // One whole chunk, then a second one cut off by SIGKILL.
-    let session = client.start_upload(REPO).await.expect("start the upload");
+    let session = client.start_upload(REPO).await.must("start the upload");
     let session = client
         .patch_chunk(&session, 0, data.slice(..CHUNK))
         .await
-        .expect("first chunk");
+        .must("first chunk");
     let held = HeldPatch::start(&client, &session, CHUNK, BIG - CHUNK);
     held.feed(data.slice(CHUNK..2 * CHUNK)).await;
     wait_for_upload_bytes(node.data_dir(), (CHUNK + CHUNK / 2) as u64).await;
-    node.kill().expect("SIGKILL the node");
+    node.kill().must("SIGKILL the node");
     let cut = held.outcome().await;
     assert!(
         !cut.is_success(),
         "a PATCH cut off by SIGKILL ended as: {cut}"
     );
 
-    node.restart().expect("restart on the same data dir");
+    node.restart().must("restart on the same data dir");
     assert_no_partial_blob(&node, &client, &digest).await;
-    let head = client.head_blob(REPO, &small_digest).await.expect("HEAD");
+    let head = client.head_blob(REPO, &small_digest).await.must("HEAD");
     assert_eq!(
         head.status(),
         StatusCode::OK,
@@ -60,7 +61,7 @@ async fn sigkill_mid_upload_leaves_no_partial_blob() {
     );
     assert_eq!(content_length(&head), Some(small.len() as u64));
     assert_eq!(
-        client.fetch_blob(REPO, &small_digest).await.expect("GET"),
+        client.fetch_blob(REPO, &small_digest).await.must("GET"),
         fetched(small.len(), &small_digest)
     );
 
@@ -70,7 +71,7 @@ async fn sigkill_mid_upload_leaves_no_partial_blob() {
 
     // Redo from scratch.
     upload_in_chunks(&client, &data, &digest).await;
-    let head = client.head_blob(REPO, &digest).await.expect("HEAD");
+    let head = client.head_blob(REPO, &digest).await.must("HEAD");
     assert_eq!(
         head.status(),
         StatusCode::OK,
@@ -82,30 +83,30 @@ async fn sigkill_mid_upload_leaves_no_partial_blob() {
         Some(digest.as_str())
     );
     assert_eq!(
-        client.fetch_blob(REPO, &digest).await.expect("GET"),
+        client.fetch_blob(REPO, &digest).await.must("GET"),
         fetched(BIG, &digest)
     );
 
     // If the old session claimed bytes, finishing it must produce exactly
     // the blob: what it kept must be what was sent.
     if let Some(offset) = resume_at {
-        let start = usize::try_from(offset).expect("offset fits");
+        let start = usize::try_from(offset).must("offset fits");
         let session = client
             .patch_chunk(&session, offset, data.slice(start..))
             .await
-            .expect("resume the interrupted session from its reported offset");
+            .must("resume the interrupted session from its reported offset");
         client
             .finish_upload(&session, &digest, None)
             .await
-            .expect("finish the resumed session: the bytes it kept must be the ones sent");
+            .must("finish the resumed session: the bytes it kept must be the ones sent");
         assert_eq!(
-            client.fetch_blob(REPO, &digest).await.expect("GET"),
+            client.fetch_blob(REPO, &digest).await.must("GET"),
             fetched(BIG, &digest)
         );
     }
 
     assert_index_matches_files(&node, &client).await;
-    node.stop().expect("a clean stop after recovery");
+    node.stop().must("a clean stop after recovery");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,18 +114,18 @@ async fn sigterm_mid_upload_exits_zero_without_partial_blob() {
     let len = 96 * MIB;
     let data = random_bytes(len, 3);
     let digest = sha256_digest(&data);
-    let mut node = ShoalNode::start(NodeOptions::default()).expect("start shoal");
-    let client = Client::new(node.url()).expect("client");
+    let mut node = ShoalNode::start(NodeOptions::default()).must("start shoal");
+    let client = Client::new(node.url()).must("client");
 
-    let session = client.start_upload(REPO).await.expect("start the upload");
+    let session = client.start_upload(REPO).await.must("start the upload");
     let held = HeldPatch::start(&client, &session, 0, len);
     held.feed(data.slice(..32 * MIB)).await;
     wait_for_upload_bytes(node.data_dir(), 16 * MIB as u64).await;
-    node.terminate().expect("SIGTERM");
+    node.terminate().must("SIGTERM");
     // The body never completes; the node must still exit on its own.
     let status = node
         .wait_exit(Duration::from_secs(40))
-        .expect("the node exits after SIGTERM");
+        .must("the node exits after SIGTERM");
     assert!(
         status.success(),
         "exit status after SIGTERM: {status}\n{}",
@@ -135,24 +136,24 @@ async fn sigterm_mid_upload_exits_zero_without_partial_blob() {
 
     // Nothing half-written, even before the node looks at its files again.
     assert_blob_files_intact(&node, &digest);
-    node.restart().expect("restart on the same data dir");
+    node.restart().must("restart on the same data dir");
     assert_no_partial_blob(&node, &client, &digest).await;
 
-    let session = client.start_upload(REPO).await.expect("start again");
+    let session = client.start_upload(REPO).await.must("start again");
     let session = client
         .patch_chunk(&session, 0, data.clone())
         .await
-        .expect("one chunk");
+        .must("one chunk");
     client
         .finish_upload(&session, &digest, None)
         .await
-        .expect("finish");
+        .must("finish");
     assert_eq!(
-        client.fetch_blob(REPO, &digest).await.expect("GET"),
+        client.fetch_blob(REPO, &digest).await.must("GET"),
         fetched(len, &digest)
     );
     assert_index_matches_files(&node, &client).await;
-    node.stop().expect("a clean stop");
+    node.stop().must("a clean stop");
 }
 
 /// Manifests, tags and blobs survive a SIGKILL right after they were
@@ -160,20 +161,20 @@ async fn sigterm_mid_upload_exits_zero_without_partial_blob() {
 /// files).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_is_recovered_after_sigkill_and_rebuilt_when_lost() {
-    let mut node = ShoalNode::start(NodeOptions::default()).expect("start shoal");
-    let client = Client::new(node.url()).expect("client");
+    let mut node = ShoalNode::start(NodeOptions::default()).must("start shoal");
+    let client = Client::new(node.url()).must("client");
     let layer = random_bytes(3 * MIB, 4);
     let layer_digest = client
         .push_blob(REPO, layer.clone())
         .await
-        .expect("push layer");
+        .must("push layer");
     let config = Bytes::from(format!(
         r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}},"config":{{}}}}"#
     ));
     let config_digest = client
         .push_blob(REPO, config.clone())
         .await
-        .expect("push config");
+        .must("push config");
     let manifest = Bytes::from(format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{}}}]}}"#,
         config.len(),
@@ -183,12 +184,12 @@ async fn index_is_recovered_after_sigkill_and_rebuilt_when_lost() {
     let answered = client
         .put_manifest(REPO, "v1", OCI_MANIFEST, manifest.clone())
         .await
-        .expect("put the manifest");
+        .must("put the manifest");
     assert_eq!(answered, manifest_digest);
 
     // SIGKILL straight after the writes: whatever sled had not flushed.
-    node.kill().expect("SIGKILL");
-    node.restart().expect("restart");
+    node.kill().must("SIGKILL");
+    node.restart().must("restart");
     assert_image_served(
         &client,
         &manifest,
@@ -199,11 +200,11 @@ async fn index_is_recovered_after_sigkill_and_rebuilt_when_lost() {
     assert_index_matches_files(&node, &client).await;
 
     // Lose the index altogether.
-    node.kill().expect("SIGKILL");
+    node.kill().must("SIGKILL");
     let index = node.data_dir().join("index");
     assert!(index.exists(), "no index/ in {}", node.data_dir().display());
-    std::fs::remove_dir_all(&index).expect("remove index/");
-    node.restart().expect("restart without an index");
+    std::fs::remove_dir_all(&index).must("remove index/");
+    node.restart().must("restart without an index");
     assert_image_served(
         &client,
         &manifest,
@@ -212,7 +213,7 @@ async fn index_is_recovered_after_sigkill_and_rebuilt_when_lost() {
     )
     .await;
     assert_index_matches_files(&node, &client).await;
-    node.stop().expect("a clean stop");
+    node.stop().must("a clean stop");
 }
 
 /// The chunked-upload client used above, checked against the reference
@@ -222,19 +223,19 @@ async fn chunked_upload_client_works_against_docker_registry() {
     require!(DockerRegistry::require());
     let registry = tokio::task::spawn_blocking(DockerRegistry::start)
         .await
-        .expect("join")
-        .expect("start docker-registry");
-    let client = Client::new(registry.url()).expect("client");
+        .must("join")
+        .must("start docker-registry");
+    let client = Client::new(registry.url()).must("client");
     let data = random_bytes(10 * MIB + 3, 5);
     let digest = sha256_digest(&data);
-    let head = client.head_blob(REPO, &digest).await.expect("HEAD");
+    let head = client.head_blob(REPO, &digest).await.must("HEAD");
     assert_eq!(head.status(), StatusCode::NOT_FOUND);
 
-    let session = client.start_upload(REPO).await.expect("start");
+    let session = client.start_upload(REPO).await.must("start");
     let session = client
         .patch_chunk(&session, 0, data.slice(..4 * MIB))
         .await
-        .expect("chunk 1");
+        .must("chunk 1");
     let offset = interrupted_session_offset(&client, &session, 4 * MIB as u64).await;
     assert_eq!(
         offset,
@@ -244,19 +245,19 @@ async fn chunked_upload_client_works_against_docker_registry() {
     let session = client
         .patch_chunk(&session, 4 * MIB as u64, data.slice(4 * MIB..))
         .await
-        .expect("chunk 2");
+        .must("chunk 2");
     client
         .finish_upload(&session, &digest, None)
         .await
-        .expect("finish");
-    let head = client.head_blob(REPO, &digest).await.expect("HEAD");
+        .must("finish");
+    let head = client.head_blob(REPO, &digest).await.must("HEAD");
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(content_length(&head), Some(data.len() as u64));
     assert_eq!(
-        client.fetch_blob(REPO, &digest).await.expect("GET"),
+        client.fetch_blob(REPO, &digest).await.must("GET"),
         fetched(data.len(), &digest)
     );
-    let stored = registry.blob_files().expect("blob files");
+    let stored = registry.blob_files().must("blob files");
     assert_eq!(
         stored.iter().map(|b| b.digest.as_str()).collect::<Vec<_>>(),
         vec![digest.as_str()]
@@ -394,9 +395,9 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Every blob file hashes to its name and none is the unfinished blob.
 fn assert_blob_files_intact(node: &ShoalNode, unfinished: &str) {
-    let blobs = node.blob_files().expect("list blob files");
+    let blobs = node.blob_files().must("list blob files");
     for blob in &blobs {
-        verify_file(&blob.digest, &blob.path).expect("a blob file that does not match its name");
+        verify_file(&blob.digest, &blob.path).must("a blob file that does not match its name");
         assert_ne!(blob.digest, unfinished, "the unfinished blob is in blobs/");
     }
 }
@@ -404,7 +405,7 @@ fn assert_blob_files_intact(node: &ShoalNode, unfinished: &str) {
 /// After a restart: the unfinished blob is nowhere, `tmp/` was emptied,
 /// and every blob file is intact.
 async fn assert_no_partial_blob(node: &ShoalNode, client: &Client, unfinished: &str) {
-    let head = client.head_blob(REPO, unfinished).await.expect("HEAD");
+    let head = client.head_blob(REPO, unfinished).await.must("HEAD");
     if head.status() != StatusCode::NOT_FOUND {
         let url = client.url(&format!("/v2/{REPO}/blobs/{unfinished}"));
         panic!("{}", describe_unexpected(head, "404", "HEAD", &url).await);
@@ -425,11 +426,14 @@ async fn interrupted_session_offset(client: &Client, session: &str, sent: u64) -
     let resp = client
         .upload_status(session)
         .await
-        .expect("GET upload status");
+        .must("GET upload status");
     match resp.status() {
-        StatusCode::NOT_FOUND => None,
+        StatusCode::NOT_FOUND => {
+            eprintln!("interrupted upload session: 404 (discarded)");
+            None
+        }
         StatusCode::NO_CONTENT => {
-            let range = header(&resp, "Range").expect("a 204 upload status carries Range");
+            let range = header(&resp, "Range").must("a 204 upload status carries Range");
             let end: u64 = range
                 .strip_prefix("0-")
                 .and_then(|end| end.parse().ok())
@@ -437,6 +441,9 @@ async fn interrupted_session_offset(client: &Client, session: &str, sent: u64) -
             assert!(
                 end < sent,
                 "the session claims bytes 0-{end} but only {sent} were sent"
+            );
+            eprintln!(
+                "interrupted upload session: 204 Range 0-{end} of {sent} sent bytes (resumable)"
             );
             // "0-0" is ambiguous (nothing, or one byte); do not resume on it.
             (end > 0).then_some(end + 1)
@@ -449,31 +456,28 @@ async fn interrupted_session_offset(client: &Client, session: &str, sent: u64) -
 }
 
 async fn upload_in_chunks(client: &Client, data: &Bytes, digest: &str) {
-    let mut session = client
-        .start_upload(REPO)
-        .await
-        .expect("start a fresh upload");
+    let mut session = client.start_upload(REPO).await.must("start a fresh upload");
     let mut at = 0;
     while at < data.len() {
         let end = (at + CHUNK).min(data.len());
         session = client
             .patch_chunk(&session, at as u64, data.slice(at..end))
             .await
-            .expect("a chunk of the redone upload");
+            .must("a chunk of the redone upload");
         at = end;
     }
     client
         .finish_upload(&session, digest, None)
         .await
-        .expect("finish the redone upload");
+        .must("finish the redone upload");
 }
 
 /// Every blob file is served with its size; a digest with no file is not.
 async fn assert_index_matches_files(node: &ShoalNode, client: &Client) {
-    let blobs = node.blob_files().expect("list blob files");
+    let blobs = node.blob_files().must("list blob files");
     assert!(!blobs.is_empty(), "no blob files at all");
     for blob in &blobs {
-        let head = client.head_blob(REPO, &blob.digest).await.expect("HEAD");
+        let head = client.head_blob(REPO, &blob.digest).await.must("HEAD");
         if head.status() != StatusCode::OK {
             let url = client.url(&format!("/v2/{REPO}/blobs/{}", blob.digest));
             panic!(
@@ -489,7 +493,7 @@ async fn assert_index_matches_files(node: &ShoalNode, client: &Client) {
         );
     }
     let absent = sha256_digest(b"no such blob in this test");
-    let head = client.head_blob(REPO, &absent).await.expect("HEAD");
+    let head = client.head_blob(REPO, &absent).await.must("HEAD");
     assert_eq!(
         head.status(),
         StatusCode::NOT_FOUND,
@@ -507,21 +511,21 @@ async fn assert_image_served(
         let body = client
             .get_manifest(REPO, reference, OCI_MANIFEST)
             .await
-            .expect("GET the manifest after the crash");
+            .must("GET the manifest after the crash");
         assert_eq!(&body, manifest, "manifest {reference} after the crash");
     }
     for (digest, bytes) in blobs {
         assert_eq!(
-            client.fetch_blob(REPO, digest).await.expect("GET"),
+            client.fetch_blob(REPO, digest).await.must("GET"),
             fetched(bytes.len(), digest)
         );
     }
     let resp = client
         .request(reqwest::Method::GET, &format!("/v2/{REPO}/tags/list"))
         .await
-        .expect("GET tags");
+        .must("GET tags");
     assert_eq!(resp.status(), StatusCode::OK);
-    let tags: serde_json::Value = resp.json().await.expect("tags json");
+    let tags: serde_json::Value = resp.json().await.must("tags json");
     assert_eq!(
         tags["tags"],
         serde_json::json!(["v1"]),

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use shoal_tests::Must;
 use shoal_tests::images::{TestImage, TestImages, test_images};
 use shoal_tests::oci::{Layout, verify_file};
 use shoal_tests::skopeo::{self, Format};
@@ -14,7 +15,7 @@ use shoal_tests::{DockerRegistry, NodeOptions, ShoalNode, TestRegistry, require}
 fn skopeo_roundtrip_through_shoal() {
     require!(skopeo::require());
     let images = require!(test_images());
-    let node = ShoalNode::start(NodeOptions::default()).expect("start shoal");
+    let node = ShoalNode::start(NodeOptions::default()).must("start shoal");
     roundtrip(&node, images);
 }
 
@@ -24,12 +25,12 @@ fn skopeo_roundtrip_through_docker_registry() {
     require!(skopeo::require());
     require!(DockerRegistry::require());
     let images = require!(test_images());
-    let registry = DockerRegistry::start().expect("start docker-registry");
+    let registry = DockerRegistry::start().must("start docker-registry");
     roundtrip(&registry, images);
 }
 
 fn roundtrip(registry: &impl TestRegistry, images: &TestImages) {
-    let scratch = tempfile::tempdir().expect("scratch dir");
+    let scratch = tempfile::tempdir().must("scratch dir");
     let host = registry.host();
     // Every blob the registry must hold afterwards, with its size.
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -44,7 +45,7 @@ fn roundtrip(registry: &impl TestRegistry, images: &TestImages) {
         }
         let count = Layout::new(&out)
             .verify_all_blobs()
-            .expect("pulled blobs hash to their names");
+            .must("pulled blobs hash to their names");
         assert!(count >= 4, "{count} blobs pulled in {}", format.name());
     }
 
@@ -53,10 +54,10 @@ fn roundtrip(registry: &impl TestRegistry, images: &TestImages) {
     let repo = format!("roundtrip/oci/{}", app.tag);
     let by_digest = format!("{repo}@{}", app.digests.manifest.digest);
     let out = scratch.path().join("by-digest");
-    skopeo::pull(&host, &by_digest, &out, "x").expect("pull by digest");
-    let pulled = Layout::new(&out).image("x").expect("pulled by digest");
+    skopeo::pull(&host, &by_digest, &out, "x").must("pull by digest");
+    let pulled = Layout::new(&out).image("x").must("pulled by digest");
     assert_eq!(pulled.manifest.digest, app.digests.manifest.digest);
-    let tags = skopeo::list_tags(&host, &repo).expect("list tags");
+    let tags = skopeo::list_tags(&host, &repo).must("list tags");
     assert_eq!(tags, vec!["v1".to_owned()], "tags of {repo}");
 
     check_store(registry, images, &expected);
@@ -99,7 +100,7 @@ fn push_and_pull(
     let tag = format!("{}-{}", image.tag, format.name());
     skopeo::pull(&host, &reference, out, &tag)
         .unwrap_or_else(|e| panic!("pull {reference} from {}: {e}", registry.label()));
-    let pulled = Layout::new(out).image(&tag).expect("read the pulled image");
+    let pulled = Layout::new(out).image(&tag).must("read the pulled image");
     assert_eq!(
         pulled.manifest.digest, pushed,
         "{reference}: manifest digest changed on the way back"
@@ -145,11 +146,9 @@ fn check_store(
     images: &TestImages,
     expected: &BTreeMap<String, u64>,
 ) {
-    let stored = registry
-        .blob_files()
-        .expect("list the registry's blob files");
+    let stored = registry.blob_files().must("list the registry's blob files");
     for blob in &stored {
-        verify_file(&blob.digest, &blob.path).expect("stored blob hashes to its name");
+        verify_file(&blob.digest, &blob.path).must("stored blob hashes to its name");
     }
     let stored_digests: Vec<&str> = stored.iter().map(|b| b.digest.as_str()).collect();
     let unique: BTreeSet<&str> = stored_digests.iter().copied().collect();
