@@ -135,7 +135,7 @@ async fn sigterm_mid_upload_exits_zero_without_partial_blob() {
     assert!(!cut.is_success(), "an unfinished PATCH ended as: {cut}");
 
     // Nothing half-written, even before the node looks at its files again.
-    assert_blob_files_intact(&node, &digest);
+    assert_blob_files_intact(&node, Some(&digest));
     node.restart().must("restart on the same data dir");
     assert_no_partial_blob(&node, &client, &digest).await;
 
@@ -152,6 +152,78 @@ async fn sigterm_mid_upload_exits_zero_without_partial_blob() {
         client.fetch_blob(REPO, &digest).await.must("GET"),
         fetched(len, &digest)
     );
+    assert_index_matches_files(&node, &client).await;
+    node.stop().must("a clean stop");
+}
+
+/// SIGKILL while an upload is being committed (the `PUT ?digest=` that
+/// verifies, syncs and renames): afterwards the blob is either whole and
+/// served, or absent and not served, never anything in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_commit_leaves_the_blob_whole_or_absent() {
+    let mut node = ShoalNode::start(NodeOptions::default()).must("start shoal");
+    let client = Client::new(node.url()).must("client");
+    let mut outcomes = Vec::new();
+    for (round, delay_ms) in [0u64, 5, 20, 60, 150].into_iter().enumerate() {
+        let len = 48 * MIB + round;
+        let data = random_bytes(len, 10 + round as u64);
+        let digest = sha256_digest(&data);
+        let session = client.start_upload(REPO).await.must("start");
+        let session = client
+            .patch_chunk(&session, 0, data.clone())
+            .await
+            .must("the whole blob");
+        let put = {
+            let client = client.clone();
+            let (session, digest) = (session.clone(), digest.clone());
+            tokio::spawn(async move { client.finish_upload(&session, &digest, None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        node.kill().must("SIGKILL during the commit");
+        let answered = matches!(
+            tokio::time::timeout(Duration::from_secs(30), put).await,
+            Ok(Ok(Ok(_)))
+        );
+        node.restart().must("restart");
+
+        let on_disk = node
+            .blob_files()
+            .must("list blob files")
+            .into_iter()
+            .any(|b| b.digest == digest);
+        assert_blob_files_intact(&node, None);
+        let head = client.head_blob(REPO, &digest).await.must("HEAD");
+        match head.status() {
+            StatusCode::OK => {
+                assert!(on_disk, "{digest} is served but has no blob file");
+                assert_eq!(content_length(&head), Some(len as u64));
+                assert_eq!(
+                    client.fetch_blob(REPO, &digest).await.must("GET"),
+                    fetched(len, &digest)
+                );
+            }
+            StatusCode::NOT_FOUND => {
+                assert!(!on_disk, "{digest} has a blob file but is not served");
+                assert!(
+                    !answered,
+                    "the PUT for {digest} was answered 201 but the blob is gone"
+                );
+                upload_in_chunks(&client, &data, &digest).await;
+            }
+            _ => {
+                let url = client.url(&format!("/v2/{REPO}/blobs/{digest}"));
+                panic!(
+                    "{}",
+                    describe_unexpected(head, "200 or 404", "HEAD", &url).await
+                );
+            }
+        }
+        outcomes.push(format!(
+            "{delay_ms} ms: {}",
+            if on_disk { "committed" } else { "absent" }
+        ));
+    }
+    eprintln!("kills during commit: {}", outcomes.join(", "));
     assert_index_matches_files(&node, &client).await;
     node.stop().must("a clean stop");
 }
@@ -393,12 +465,16 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Every blob file hashes to its name and none is the unfinished blob.
-fn assert_blob_files_intact(node: &ShoalNode, unfinished: &str) {
+/// Every blob file hashes to its name, and none is the unfinished blob.
+fn assert_blob_files_intact(node: &ShoalNode, unfinished: Option<&str>) {
     let blobs = node.blob_files().must("list blob files");
     for blob in &blobs {
         verify_file(&blob.digest, &blob.path).must("a blob file that does not match its name");
-        assert_ne!(blob.digest, unfinished, "the unfinished blob is in blobs/");
+        assert_ne!(
+            Some(blob.digest.as_str()),
+            unfinished,
+            "the unfinished blob is in blobs/"
+        );
     }
 }
 
@@ -410,7 +486,7 @@ async fn assert_no_partial_blob(node: &ShoalNode, client: &Client, unfinished: &
         let url = client.url(&format!("/v2/{REPO}/blobs/{unfinished}"));
         panic!("{}", describe_unexpected(head, "404", "HEAD", &url).await);
     }
-    assert_blob_files_intact(node, unfinished);
+    assert_blob_files_intact(node, Some(unfinished));
     let tmp = node.data_dir().join("tmp");
     assert_eq!(
         dir_bytes(&tmp),
