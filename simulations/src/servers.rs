@@ -82,6 +82,13 @@ impl ShoalProcess {
     }
 }
 
+impl ShoalProcess {
+    /// CPU time the server process has used so far (all threads).
+    pub fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
+        cpu_time_of(self.child.id())
+    }
+}
+
 impl Drop for ShoalProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -139,9 +146,36 @@ impl DockerRegistryProcess {
     }
 }
 
+impl DockerRegistryProcess {
+    /// CPU time the server process has used so far (all threads).
+    pub fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
+        cpu_time_of(self.child.id())
+    }
+}
+
 impl Drop for DockerRegistryProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// User + system CPU time of a process, from `/proc/<pid>/stat` (in clock
+/// ticks of 1/100 s, the value of `CLK_TCK` on Linux).
+fn cpu_time_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("parsing /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short /proc stat")?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    Ok(Duration::from_millis(ticks * 10))
 }
