@@ -2,4 +2,4 @@
 //! measures shoal against a baseline in the same run and prints ratios.
 
 pub mod http_fetch;
-pub mod servers;
+pub mod proc_stats;

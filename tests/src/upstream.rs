@@ -86,6 +86,11 @@ impl DockerRegistry {
         Ok(())
     }
 
+    /// The registry's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The storage root (`storage.filesystem.rootdirectory`).
     pub fn root(&self) -> &Path {
         &self.root

@@ -79,6 +79,15 @@ impl TestRegistry {
             .expect("DELETE")
     }
 
+    /// Opens an upload session (`POST …/blobs/uploads/`) and returns the response.
+    pub async fn post_upload(&self, repo: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .send()
+            .await
+            .expect("POST upload")
+    }
+
     /// Monolithic push of a blob; returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let digest = Digest::sha256_of(data);

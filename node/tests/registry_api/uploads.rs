@@ -15,12 +15,7 @@ async fn post_then_put_in_one_go() {
     let reg = TestRegistry::start().await;
     let data = b"two-step upload".to_vec();
     let digest = Digest::sha256_of(&data);
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     assert_eq!(start.status(), StatusCode::ACCEPTED);
     assert!(start.headers().contains_key("docker-upload-uuid"));
     let loc = location(&start);
@@ -43,12 +38,7 @@ async fn chunked_upload_in_order_with_status_and_out_of_order_refused() {
     let reg = TestRegistry::start().await;
     let data: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let digest = Digest::sha256_of(&data);
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let loc = location(&start);
 
     let patch = |from: usize, to: usize| {
@@ -115,12 +105,7 @@ async fn streamed_patch_without_content_range() {
     let reg = TestRegistry::start().await;
     let data = vec![42u8; 5000];
     let digest = Digest::sha256_of(&data);
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let loc = location(&start);
     let patch = reg
         .client
@@ -144,12 +129,7 @@ async fn streamed_patch_without_content_range() {
 #[tokio::test]
 async fn cancel_and_unknown_sessions() {
     let reg = TestRegistry::start().await;
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let loc = location(&start);
     assert_eq!(reg.delete(&loc).await.status(), StatusCode::NO_CONTENT);
     assert_error(
@@ -173,12 +153,7 @@ async fn cancel_and_unknown_sessions() {
         .await;
     }
     // A session belongs to the repository it was opened in.
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let id = start.headers()["docker-upload-uuid"]
         .to_str()
         .expect("uuid")
@@ -215,12 +190,7 @@ async fn wrong_digest_is_refused_and_nothing_is_stored() {
     );
 
     // The same through a session: PUT with the wrong digest is refused too.
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let loc = location(&start);
     let put = reg
         .client
@@ -243,12 +213,7 @@ async fn wrong_digest_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn size_mismatch_between_range_and_length() {
     let reg = TestRegistry::start().await;
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let loc = location(&start);
     let resp = reg
         .client
@@ -293,12 +258,7 @@ async fn cross_repository_mount() {
 #[tokio::test]
 async fn too_many_concurrent_uploads() {
     let reg = TestRegistry::start_with(|c| c.registry.max_concurrent_uploads = 1).await;
-    let start = reg
-        .client
-        .post(reg.url("/v2/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST");
+    let start = reg.post_upload("app").await;
     let loc = location(&start);
     // Hold the only slot with a PATCH whose body never ends.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use clap::Parser;
 use rand::RngCore;
 use shoal_simulations::http_fetch::{Fetch, fetch, percentiles, push_blob};
-use shoal_simulations::servers::{DockerRegistryProcess, ShoalProcess};
+use shoal_simulations::proc_stats::cpu_time;
+use shoal_tests::registry::TestRegistry;
+use shoal_tests::{DockerRegistry, NodeOptions, ShoalNode};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -36,10 +38,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let shoal = ShoalProcess::start().await.context("starting shoal")?;
-    let registry = DockerRegistryProcess::start()
-        .await
-        .context("starting docker-registry")?;
+    // The release shoal binary next to this one (or SHOAL_BIN).
+    let shoal = ShoalNode::start(NodeOptions {
+        log_filter: "warn".into(),
+        ..NodeOptions::default()
+    })
+    .map_err(|e| anyhow::anyhow!("starting shoal: {e}"))?;
+    DockerRegistry::require().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let registry =
+        DockerRegistry::start().map_err(|e| anyhow::anyhow!("starting docker-registry: {e}"))?;
+    let pids = [
+        shoal.pid().context("shoal is not running")?,
+        registry.pid().context("docker-registry is not running")?,
+    ];
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -62,13 +73,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("verified fetch from {name}"))?;
     }
 
-    let cpu = |i: usize| {
-        if i == 0 {
-            shoal.cpu_time()
-        } else {
-            registry.cpu_time()
-        }
-    };
+    let cpu = |i: usize| cpu_time(pids[i]);
     let mut results: Vec<Vec<Fetch>> = vec![Vec::new(), Vec::new()];
     let mut cpu_used = [Duration::ZERO; 2];
     for _ in 0..args.rounds {
