@@ -1,6 +1,7 @@
 //! `shoal`: runs a node and talks to one. Thin glue over `shoal-node`.
 
 mod daemon;
+mod identity;
 mod logging;
 mod settings;
 
@@ -23,12 +24,16 @@ struct Cli {
 enum Command {
     /// Run a node: the content store and the OCI registry endpoint.
     Daemon(settings::DaemonArgs),
+    /// Print the node's peer id (creating its identity if absent), for
+    /// building bootstrap addresses: /ip4/<host>/tcp/4001/p2p/<peer id>.
+    Identity(identity::IdentityArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
+        Command::Identity(args) => identity::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

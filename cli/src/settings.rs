@@ -19,6 +19,28 @@ pub struct DaemonArgs {
     /// Address of the OCI registry endpoint.
     #[arg(long, env = "SHOAL_REGISTRY_ADDR", value_name = "ADDR")]
     pub registry_addr: Option<SocketAddr>,
+    /// Multiaddr to listen on for peers (repeatable; replaces the defaults).
+    #[arg(
+        long = "p2p-listen",
+        env = "SHOAL_P2P_LISTEN",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
+    pub p2p_listen: Vec<String>,
+    /// Peer to join the network through, ending in /p2p/<peer id> (repeatable).
+    #[arg(
+        long,
+        env = "SHOAL_BOOTSTRAP",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
+    pub bootstrap: Vec<String>,
+    /// Do not look for peers on the local network with mDNS.
+    #[arg(long, env = "SHOAL_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Run as a plain local registry, without the peer-to-peer network.
+    #[arg(long, env = "SHOAL_NO_P2P")]
+    pub no_p2p: bool,
     /// Log filter in RUST_LOG syntax (e.g. "info,shoal_node=debug").
     #[arg(long, env = "RUST_LOG", value_name = "FILTER", default_value = "info")]
     pub log: String,
@@ -35,6 +57,16 @@ impl DaemonArgs {
         }
         if let Some(addr) = self.registry_addr {
             config.registry.addr = addr;
+        }
+        if !self.p2p_listen.is_empty() {
+            config.p2p.listen = self.p2p_listen.clone();
+        }
+        config.p2p.bootstrap.extend(self.bootstrap.iter().cloned());
+        if self.no_mdns {
+            config.p2p.mdns = false;
+        }
+        if self.no_p2p {
+            config.p2p.enabled = false;
         }
         config.validate().context("invalid configuration")?;
         Ok(config)
@@ -56,6 +88,10 @@ mod tests {
             config,
             data_dir: data_dir.map(PathBuf::from),
             registry_addr: None,
+            p2p_listen: Vec::new(),
+            bootstrap: Vec::new(),
+            no_mdns: false,
+            no_p2p: false,
             log: "info".into(),
         }
     }
@@ -89,10 +125,15 @@ mod tests {
             .expect_err("invalid");
         assert!(format!("{err:#}").contains("max_page_size"), "{err:#}");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
-        let err = args(Some(path), None)
+        let err = args(Some(path.clone()), None)
             .node_config()
             .expect_err("unknown key");
         assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
+        std::fs::write(&path, "[p2p]\nlisten = [\"not-a-multiaddr\"]\n").expect("write");
+        let err = args(Some(path.clone()), None)
+            .node_config()
+            .expect_err("bad multiaddr");
+        assert!(format!("{err:#}").contains("not-a-multiaddr"), "{err:#}");
         let err = args(Some(dir.path().join("missing.toml")), None)
             .node_config()
             .expect_err("missing file");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::network::NetworkOptions;
 use crate::registry::{DEFAULT_MAX_MANIFEST_BYTES, RegistryLimits};
 use crate::store::StoreOptions;
 
@@ -23,6 +24,7 @@ pub struct NodeConfig {
     /// Where blobs, the index and the node's identity live.
     pub data_dir: PathBuf,
     pub registry: RegistryConfig,
+    pub p2p: P2pConfig,
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(with = "seconds")]
     pub shutdown_grace: Duration,
@@ -37,11 +39,43 @@ pub struct RegistryConfig {
     pub max_page_size: usize,
 }
 
+/// The peer-to-peer side: where to listen, whom to ask first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Off: the node is a plain local registry.
+    pub enabled: bool,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Multiaddrs of peers to join through, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+}
+
+/// The p2p port peers expect by default (TCP and QUIC).
+pub const DEFAULT_P2P_PORT: u16 = 4001;
+
+impl Default for P2pConfig {
+    fn default() -> P2pConfig {
+        P2pConfig {
+            enabled: true,
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_P2P_PORT}/quic-v1"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+        }
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> NodeConfig {
         NodeConfig {
             data_dir: default_data_dir(),
             registry: RegistryConfig::default(),
+            p2p: P2pConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -80,6 +114,29 @@ pub enum ConfigError {
         field: &'static str,
         requirement: &'static str,
     },
+    #[error("{field}: {value:?} is not a multiaddr: {reason}")]
+    Multiaddr {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+fn parse_addrs(
+    field: &'static str,
+    values: &[String],
+) -> Result<Vec<libp2p::Multiaddr>, ConfigError> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|e: libp2p::multiaddr::Error| ConfigError::Multiaddr {
+                    field,
+                    value: v.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 impl NodeConfig {
@@ -103,6 +160,7 @@ impl NodeConfig {
             "registry.max_concurrent_uploads",
         )?;
         positive(self.registry.max_page_size, "registry.max_page_size")?;
+        self.network_options()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "data_dir",
@@ -116,6 +174,15 @@ impl NodeConfig {
         StoreOptions {
             root: self.data_dir.clone(),
         }
+    }
+
+    pub fn network_options(&self) -> Result<NetworkOptions, ConfigError> {
+        Ok(NetworkOptions {
+            listen: parse_addrs("p2p.listen", &self.p2p.listen)?,
+            bootstrap: parse_addrs("p2p.bootstrap", &self.p2p.bootstrap)?,
+            mdns: self.p2p.mdns,
+            ..NetworkOptions::default()
+        })
     }
 
     pub fn registry_limits(&self) -> RegistryLimits {

@@ -3,11 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::registry::{self, RegistryState};
@@ -27,6 +26,12 @@ pub enum DaemonError {
     Serve(#[source] std::io::Error),
     #[error("store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("node identity: {0}")]
+    Identity(#[from] crate::network::identity::IdentityError),
+    #[error("network: {0}")]
+    Network(#[from] crate::network::NetworkError),
 }
 
 /// Binds the configured registry address and serves until `shutdown`.
@@ -49,20 +54,37 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let options = config.store_options();
     let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
+    // One shutdown signal fans out to every part of the node.
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => tracing::info!("shutting down: finishing requests in flight"),
+                () = stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+    }
+    let network = if config.p2p.enabled {
+        let keypair = crate::network::identity::load_or_create(&config.data_dir)?;
+        let (handle, _task) = crate::network::spawn(
+            keypair,
+            config.network_options()?,
+            stop.clone().cancelled_owned(),
+        )?;
+        tracing::info!(peer_id = %handle.peer_id(), "p2p started");
+        tokio::spawn(crate::announcer::run(store.clone(), handle.clone()));
+        Some(handle)
+    } else {
+        None
+    };
     let state = RegistryState::new(store.clone(), config.registry_limits());
     let app = registry::router(state);
     let local = listener.local_addr().map_err(DaemonError::Serve)?;
     tracing::info!(addr = %local, data_dir = %config.data_dir.display(), "registry listening");
 
-    let stopping = Arc::new(Notify::new());
-    let signal = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            stopping.notify_waiters();
-        }
-    };
+    let signal = stop.clone().cancelled_owned();
     // Without TCP_NODELAY a response's headers and first body frame meet
     // Nagle's algorithm and delayed ACKs: 40 ms to the first byte.
     let listener = listener.tap_io(|tcp| {
@@ -73,7 +95,7 @@ pub async fn serve(
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let grace = config.shutdown_grace;
     let grace_over = async {
-        stopping.notified().await;
+        stop.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
@@ -84,6 +106,8 @@ pub async fn serve(
             tracing::warn!(?grace, "grace period over; dropping open connections");
         }
     }
+    stop.cancel();
+    drop(network);
     tokio::task::spawn_blocking(move || store.close()).await??;
     tracing::info!("stopped");
     Ok(())

@@ -1,6 +1,8 @@
 //! The shoal daemon as a library.
 
+pub mod announcer;
 pub mod config;
 pub mod daemon;
+pub mod network;
 pub mod registry;
 pub mod store;

@@ -233,10 +233,21 @@ impl ShoalNode {
         if let Some(config) = &self.config_path {
             cmd.arg("--config").arg(config);
         }
-        for var in ["SHOAL_CONFIG", "SHOAL_DATA_DIR", "SHOAL_REGISTRY_ADDR"] {
+        for var in [
+            "SHOAL_CONFIG",
+            "SHOAL_DATA_DIR",
+            "SHOAL_REGISTRY_ADDR",
+            "SHOAL_BOOTSTRAP",
+            "SHOAL_NO_P2P",
+        ] {
             cmd.env_remove(var);
         }
-        cmd.env("RUST_LOG", &self.opts.log_filter)
+        // Many nodes run at once on one machine: each takes a free loopback
+        // port for peers, and they find each other only when a test says so
+        // (options.env may override both).
+        cmd.env("SHOAL_P2P_LISTEN", "/ip4/127.0.0.1/tcp/0")
+            .env("SHOAL_NO_MDNS", "true")
+            .env("RUST_LOG", &self.opts.log_filter)
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

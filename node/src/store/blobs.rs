@@ -114,6 +114,7 @@ impl BlobWriter {
                     last_access_ms: now_ms(),
                 },
             )?;
+            store.emit(super::StoreEvent::Committed(digest.clone()));
             Ok(BlobInfo { digest, size })
         })
         .await?
@@ -197,6 +198,9 @@ impl Store {
             let path = store.layout.blob(&digest);
             let had_file = remove_file(&path)?;
             let had_entry = store.index.remove_blob(&digest)?;
+            if had_file || had_entry {
+                store.emit(super::StoreEvent::Deleted(digest));
+            }
             Ok(had_file || had_entry)
         })
         .await?

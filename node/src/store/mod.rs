@@ -69,6 +69,7 @@ use std::sync::Arc;
 pub use blobs::{BlobReader, BlobWriter};
 pub use error::StoreError;
 pub use rebuild::RebuildReport;
+
 pub use types::{BlobInfo, ManifestPut, ManifestRecord, StoreOptions, UploadId, UploadState};
 pub use uploads::UploadAppender;
 
@@ -82,7 +83,20 @@ pub struct Store {
     layout: Arc<Layout>,
     index: Index,
     busy_uploads: uploads::BusyUploads,
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
 }
+
+/// What happened to a blob, for whoever announces blobs to the network.
+/// Delivered on a bounded broadcast channel: a slow listener misses events
+/// (it is told so) and catches up from [`Store::list_blobs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    Committed(shoal_protocol::Digest),
+    Deleted(shoal_protocol::Digest),
+}
+
+/// Events buffered per listener before it lags.
+const EVENT_BUFFER: usize = 4096;
 
 impl Store {
     /// Opens (or creates) the store at `options.root`. Blocking: call from
@@ -136,6 +150,7 @@ impl Store {
             layout: Arc::new(layout),
             index,
             busy_uploads: uploads::BusyUploads::default(),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         })
     }
 
@@ -148,6 +163,16 @@ impl Store {
         rebuild::reconcile_uploads(&self.layout, &self.index, &mut report)?;
         self.index.flush()?;
         Ok(report)
+    }
+
+    /// Blob commits and deletions from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: StoreEvent) {
+        // No listener is fine: nothing announces in a store-only test.
+        let _ = self.events.send(event);
     }
 
     /// Flushes the index to disk.

@@ -204,6 +204,7 @@ impl Store {
             )?;
             store.index.remove_upload(&id)?;
             remove_session_dir(&store, &id)?;
+            store.emit(super::StoreEvent::Committed(digest.clone()));
             Ok(BlobInfo {
                 digest,
                 size: entry.offset,

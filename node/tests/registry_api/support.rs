@@ -32,6 +32,8 @@ impl TestRegistry {
             data_dir: dir.path().join("data"),
             ..NodeConfig::default()
         };
+        // These tests are about the HTTP API; many run at once.
+        config.p2p.enabled = false;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

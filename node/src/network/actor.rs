@@ -1,0 +1,267 @@
+//! The task that owns the libp2p `Swarm`.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::config::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, NetworkOptions};
+use super::handle::{Command, NetworkError, NetworkInfo};
+
+/// A provider lookup in flight.
+struct PendingFind {
+    found: HashSet<PeerId>,
+    limit: usize,
+    reply: oneshot::Sender<Vec<PeerId>>,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    finds: HashMap<QueryId, PendingFind>,
+}
+
+fn key_of(digest: &shoal_protocol::Digest) -> RecordKey {
+    RecordKey::new(&digest.multihash_bytes())
+}
+
+/// Splits `/…/p2p/<id>` into the peer id and the address before it.
+fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut base = addr.clone();
+    match base.pop() {
+        Some(Protocol::P2p(peer)) => Some((peer, base)),
+        _ => None,
+    }
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        keypair: libp2p::identity::Keypair,
+        options: &NetworkOptions,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<EventLoop, NetworkError> {
+        let transport_err = |e: &dyn std::fmt::Display| NetworkError::Transport(e.to_string());
+        let peer_id = keypair.public().to_peer_id();
+        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+        kad_config
+            .set_provider_record_ttl(Some(options.provider_ttl))
+            .set_provider_publication_interval(Some(options.republish_interval))
+            .set_query_timeout(Duration::from_secs(10));
+        let store_config = kad::store::MemoryStoreConfig {
+            max_provided_keys: options.max_provider_keys,
+            ..Default::default()
+        };
+        let mdns_enabled = options.mdns;
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| transport_err(&e))?
+            .with_quic()
+            .with_behaviour(|key| {
+                let mut kad = kad::Behaviour::with_config(
+                    peer_id,
+                    kad::store::MemoryStore::with_config(peer_id, store_config),
+                    kad_config,
+                );
+                // Kademlia starts as a client until an external address is
+                // confirmed; on a LAN or test network that never happens.
+                kad.set_mode(Some(kad::Mode::Server));
+                let identify = identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_PROTOCOL.into(),
+                    key.public(),
+                ));
+                let mdns = if mdns_enabled {
+                    Some(mdns::tokio::Behaviour::new(
+                        mdns::Config::default(),
+                        peer_id,
+                    )?)
+                } else {
+                    None
+                };
+                Ok(Behaviour {
+                    kad,
+                    identify,
+                    mdns: Toggle::from(mdns),
+                })
+            })
+            .map_err(|e| transport_err(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let mut event_loop = EventLoop {
+            swarm,
+            commands,
+            finds: HashMap::new(),
+        };
+        for addr in &options.listen {
+            event_loop
+                .swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetworkError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        for addr in &options.bootstrap {
+            if let Err(e) = event_loop.dial(addr.clone()) {
+                tracing::warn!(error = %e, "bootstrap peer not dialled");
+            }
+        }
+        Ok(event_loop)
+    }
+
+    fn dial(&mut self, addr: Multiaddr) -> Result<(), NetworkError> {
+        if let Some((peer, base)) = split_peer(&addr) {
+            self.swarm.behaviour_mut().kad.add_address(&peer, base);
+        }
+        self.swarm
+            .dial(addr.clone())
+            .map_err(|e| NetworkError::Dial {
+                addr,
+                reason: e.to_string(),
+            })
+    }
+
+    pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    // Every handle dropped: nobody can use the network.
+                    None => break,
+                },
+            }
+        }
+        tracing::debug!("network actor stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Provide { digest, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(key_of(&digest))
+                    .map(drop)
+                    .map_err(|e| NetworkError::Provide {
+                        digest,
+                        reason: format!("{e:?}"),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Unprovide { digest } => {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&key_of(&digest));
+            }
+            Command::FindProviders {
+                digest,
+                limit,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(key_of(&digest));
+                self.finds.insert(
+                    id,
+                    PendingFind {
+                        found: HashSet::new(),
+                        limit: limit.max(1),
+                        reply,
+                    },
+                );
+            }
+            Command::Dial { addr, reply } => {
+                let _ = reply.send(self.dial(addr));
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(NetworkInfo {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen_addrs: self.swarm.listeners().cloned().collect(),
+                    connected_peers: self.swarm.connected_peers().count(),
+                });
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "p2p listening");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
+                for (peer, addr) in peers {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                step,
+                ..
+            })) => {
+                self.on_query(id, result, step.last);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        match result {
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                let Some(pending) = self.finds.get_mut(&id) else {
+                    return;
+                };
+                pending.found.extend(providers);
+                if pending.found.len() >= pending.limit {
+                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
+                    }
+                    self.answer_find(id);
+                } else if last {
+                    self.answer_find(id);
+                }
+            }
+            QueryResult::GetProviders(_) if last => self.answer_find(id),
+            QueryResult::StartProviding(Err(e)) => {
+                tracing::debug!(error = ?e, "announcement reached no peer yet");
+            }
+            _ => {}
+        }
+    }
+
+    fn answer_find(&mut self, id: QueryId) {
+        if let Some(pending) = self.finds.remove(&id) {
+            let mut peers: Vec<PeerId> = pending.found.into_iter().collect();
+            peers.truncate(pending.limit);
+            let _ = pending.reply.send(peers);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The cloneable handle through which the node uses the network actor.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use shoal_protocol::Digest;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("the network actor has stopped")]
+    Stopped,
+    #[error("building the libp2p transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("cannot dial {addr}: {reason}")]
+    Dial { addr: Multiaddr, reason: String },
+    #[error("provider store refused {digest}: {reason}")]
+    Provide { digest: Digest, reason: String },
+}
+
+/// What the actor knows about itself.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub connected_peers: usize,
+}
+
+pub(crate) enum Command {
+    Provide {
+        digest: Digest,
+        reply: oneshot::Sender<Result<(), NetworkError>>,
+    },
+    Unprovide {
+        digest: Digest,
+    },
+    FindProviders {
+        digest: Digest,
+        limit: usize,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetworkError>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetworkInfo>,
+    },
+}
+
+/// Cheap to clone; every method is a message to the actor.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Provide { digest, .. } => write!(f, "Provide({digest})"),
+            Command::Unprovide { digest } => write!(f, "Unprovide({digest})"),
+            Command::FindProviders { digest, limit, .. } => {
+                write!(f, "FindProviders({digest}, {limit})")
+            }
+            Command::Dial { addr, .. } => write!(f, "Dial({addr})"),
+            Command::Info { .. } => write!(f, "Info"),
+        }
+    }
+}
+
+impl NetworkHandle {
+    pub(crate) fn new(tx: mpsc::Sender<Command>, peer_id: PeerId) -> NetworkHandle {
+        NetworkHandle { tx, peer_id }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetworkError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NetworkError::Stopped)?;
+        answer.await.map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Announces that this node holds `digest` (a verified, committed blob).
+    pub async fn provide(&self, digest: &Digest) -> Result<(), NetworkError> {
+        let digest = digest.clone();
+        self.ask(|reply| Command::Provide { digest, reply }).await?
+    }
+
+    /// Withdraws the announcement (the blob was deleted or evicted).
+    pub async fn unprovide(&self, digest: &Digest) -> Result<(), NetworkError> {
+        let digest = digest.clone();
+        self.tx
+            .send(Command::Unprovide { digest })
+            .await
+            .map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Peers that announced `digest`: at most `limit`, and whatever was found
+    /// by `deadline` (a missing blob must answer quickly, never hang).
+    pub async fn find_providers(
+        &self,
+        digest: &Digest,
+        limit: usize,
+        deadline: Duration,
+    ) -> Result<Vec<PeerId>, NetworkError> {
+        let digest = digest.clone();
+        match tokio::time::timeout(
+            deadline,
+            self.ask(|reply| Command::FindProviders {
+                digest,
+                limit,
+                reply,
+            }),
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Connects to a peer (an address with `/p2p/<peer id>`).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetworkError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    pub async fn info(&self) -> Result<NetworkInfo, NetworkError> {
+        self.ask(|reply| Command::Info { reply }).await
+    }
+}
