@@ -5,8 +5,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::serve::ListenerExt;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::transfer::{Fetcher, TransferServer};
 
 use crate::config::NodeConfig;
 use crate::registry::{self, RegistryState};
@@ -66,6 +71,8 @@ pub async fn serve(
             stop.cancel();
         });
     }
+    let metrics = Arc::new(Metrics::default());
+    let mut state = RegistryState::new(store.clone(), config.registry_limits());
     let network = if config.p2p.enabled {
         let keypair = crate::network::identity::load_or_create(&config.data_dir)?;
         let (handle, _task) = crate::network::spawn(
@@ -75,11 +82,14 @@ pub async fn serve(
         )?;
         tracing::info!(peer_id = %handle.peer_id(), "p2p started");
         tokio::spawn(crate::announcer::run(store.clone(), handle.clone()));
+        let server = TransferServer::new(store.clone(), metrics.clone());
+        tokio::spawn(server.run(handle.stream_control(), stop.clone()));
+        let fetcher = Fetcher::new(handle.clone(), store.clone(), metrics.clone());
+        state = state.with_peers(fetcher, metrics.clone());
         Some(handle)
     } else {
         None
     };
-    let state = RegistryState::new(store.clone(), config.registry_limits());
     let app = registry::router(state);
     let local = listener.local_addr().map_err(DaemonError::Serve)?;
     tracing::info!(addr = %local, data_dir = %config.data_dir.display(), "registry listening");

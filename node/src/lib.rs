@@ -3,6 +3,8 @@
 pub mod announcer;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod network;
 pub mod registry;
 pub mod store;
+pub mod transfer;

@@ -131,74 +131,206 @@ async fn a_node_announces_ten_thousand_blobs() {
     }
 }
 
+/// A whole node (store, registry, network) in this process.
+struct Daemon {
+    base: String,
+    p2p_addr: Multiaddr,
+    peer_id: libp2p::PeerId,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn start(
+        data_dir: &std::path::Path,
+        p2p_port: Option<u16>,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Daemon {
+        let peer_id = shoal_node::network::identity::load_or_create(data_dir)
+            .expect("identity")
+            .public()
+            .to_peer_id();
+        let p2p_port = p2p_port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port()
+        });
+        let mut config = shoal_node::config::NodeConfig {
+            data_dir: data_dir.to_path_buf(),
+            ..Default::default()
+        };
+        config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
+        config.p2p.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
+        config.p2p.mdns = false;
+        config.shutdown_grace = Duration::from_secs(1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            shoal_node::daemon::serve(config, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("daemon runs");
+        });
+        Daemon {
+            base,
+            p2p_addr: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}")
+                .parse()
+                .expect("addr"),
+            peer_id,
+            stop,
+            task,
+        }
+    }
+
+    fn p2p_port(&self) -> u16 {
+        self.p2p_addr
+            .iter()
+            .find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+            .expect("tcp port")
+    }
+
+    async fn push(&self, repo: &str, data: &[u8]) -> Digest {
+        let digest = Digest::sha256_of(data);
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/v2/{repo}/blobs/uploads/?digest={digest}",
+                self.base
+            ))
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("push");
+        assert_eq!(resp.status().as_u16(), 201);
+        digest
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("daemon stops");
+    }
+}
+
 /// A daemon with the network on: what it commits is announced, and after a
 /// restart what it holds is announced again.
 #[tokio::test]
 async fn daemon_announces_commits_and_reannounces_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
-    let peer_id = shoal_node::network::identity::load_or_create(&data_dir)
-        .expect("identity")
-        .public()
-        .to_peer_id();
-    let p2p_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let p2p_addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}")
-        .parse()
-        .expect("addr");
-
-    let start_daemon = || {
-        let mut config = shoal_node::config::NodeConfig {
-            data_dir: data_dir.clone(),
-            ..Default::default()
-        };
-        config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
-        config.p2p.mdns = false;
-        config.shutdown_grace = Duration::from_secs(1);
-        async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let base = format!("http://{}", listener.local_addr().expect("addr"));
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(async move {
-                shoal_node::daemon::serve(config, listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("daemon runs");
-            });
-            (base, stop, task)
-        }
-    };
-
-    let (base, stop, task) = start_daemon().await;
-    let data = b"a blob announced on commit".to_vec();
-    let digest = Digest::sha256_of(&data);
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/v2/app/blobs/uploads/?digest={digest}"))
-        .body(data)
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(resp.status().as_u16(), 201);
-    let watcher = start(vec![p2p_addr.clone()]).await;
-    let found = find_eventually(&watcher, &digest, &[peer_id]).await;
-    assert!(found.contains(&peer_id), "announced on commit: {found:?}");
+    let a = Daemon::start(dir.path(), None, Vec::new()).await;
+    let digest = a.push("app", b"a blob announced on commit").await;
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    let found = find_eventually(&watcher, &digest, &[a.peer_id]).await;
+    assert!(found.contains(&a.peer_id), "announced on commit: {found:?}");
     drop(watcher);
-    let _ = stop.send(());
-    task.await.expect("daemon stops");
+    let port = a.p2p_port();
+    a.stop().await;
 
     // Restarted, the daemon announces what it already holds.
-    let (_base, stop, task) = start_daemon().await;
-    let watcher = start(vec![p2p_addr]).await;
-    let found = find_eventually(&watcher, &digest, &[peer_id]).await;
+    let a = Daemon::start(dir.path(), Some(port), Vec::new()).await;
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    let found = find_eventually(&watcher, &digest, &[a.peer_id]).await;
     assert!(
-        found.contains(&peer_id),
+        found.contains(&a.peer_id),
         "re-announced after restart: {found:?}"
     );
-    let _ = stop.send(());
-    task.await.expect("daemon stops");
+    a.stop().await;
+}
+
+/// A node that holds nothing serves a blob two peers hold, chunks coming
+/// from both, every chunk checked; HEAD answers without downloading.
+#[tokio::test]
+async fn empty_node_serves_a_blob_from_two_providers() {
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let a = Daemon::start(dirs[0].path(), None, Vec::new()).await;
+    let b = Daemon::start(dirs[1].path(), None, vec![a.p2p_addr.clone()]).await;
+    let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
+    let data: Vec<u8> = (0..12 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let digest = a.push("app", &data).await;
+    assert_eq!(b.push("app", &data).await, digest);
+    // Wait until D sees both providers.
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
+
+    let client = reqwest::Client::new();
+    let head = client
+        .head(format!("{}/v2/other/blobs/{digest}", d.base))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
+    assert_eq!(
+        d.metric("shoal_p2p_bytes_received_total").await,
+        0,
+        "HEAD downloads nothing"
+    );
+
+    let got = client
+        .get(format!("{}/v2/other/blobs/{digest}", d.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(got.status().as_u16(), 200);
+    let body = got.bytes().await.expect("body");
+    assert_eq!(Digest::sha256_of(&body), digest);
+
+    let (sent_a, sent_b) = (
+        a.metric("shoal_p2p_bytes_sent_total").await,
+        b.metric("shoal_p2p_bytes_sent_total").await,
+    );
+    eprintln!("bytes sent: A {sent_a}, B {sent_b}, blob {}", data.len());
+    assert!(
+        sent_a >= data.len() as u64 / 5,
+        "A sent a substantial share: {sent_a}"
+    );
+    assert!(
+        sent_b >= data.len() as u64 / 5,
+        "B sent a substantial share: {sent_b}"
+    );
+    assert_eq!(d.metric("shoal_chunks_rejected_total").await, 0);
+    assert!(d.metric("shoal_chunks_verified_total").await >= 12);
+
+    // Now D holds it and provides it in turn; an absent blob is a quick 404.
+    let absent = Digest::sha256_of(b"nobody has this");
+    let started = std::time::Instant::now();
+    let resp = client
+        .get(format!("{}/v2/other/blobs/{absent}", d.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 404);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    for node in [a, b, d] {
+        node.stop().await;
+    }
 }

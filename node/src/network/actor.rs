@@ -43,6 +43,12 @@ fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 }
 
 impl EventLoop {
+    /// A control for opening and accepting transfer streams; it talks to
+    /// the stream behaviour directly, not through the command channel.
+    pub(crate) fn stream_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().stream.new_control()
+    }
+
     pub(crate) fn new(
         keypair: libp2p::identity::Keypair,
         options: &NetworkOptions,
@@ -94,6 +100,7 @@ impl EventLoop {
                     kad,
                     identify,
                     mdns: Toggle::from(mdns),
+                    stream: libp2p_stream::Behaviour::new(),
                 })
             })
             .map_err(|e| transport_err(&e))?

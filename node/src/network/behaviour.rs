@@ -1,5 +1,6 @@
 //! The composed libp2p behaviour: Kademlia for provider records, identify
-//! for addresses, and mDNS (optional) for peers on the same LAN.
+//! for addresses, mDNS (optional) for peers on the same LAN, and streams
+//! for the transfer protocol.
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -10,4 +11,6 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Raw streams for the transfer protocol (`transfer/`).
+    pub stream: libp2p_stream::Behaviour,
 }

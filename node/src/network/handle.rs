@@ -51,10 +51,19 @@ pub(crate) enum Command {
 }
 
 /// Cheap to clone; every method is a message to the actor.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetworkHandle {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    control: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for NetworkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkHandle")
+            .field("peer_id", &self.peer_id)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -72,8 +81,21 @@ impl std::fmt::Debug for Command {
 }
 
 impl NetworkHandle {
-    pub(crate) fn new(tx: mpsc::Sender<Command>, peer_id: PeerId) -> NetworkHandle {
-        NetworkHandle { tx, peer_id }
+    pub(crate) fn new(
+        tx: mpsc::Sender<Command>,
+        peer_id: PeerId,
+        control: libp2p_stream::Control,
+    ) -> NetworkHandle {
+        NetworkHandle {
+            tx,
+            peer_id,
+            control,
+        }
+    }
+
+    /// A control for opening and accepting transfer-protocol streams.
+    pub fn stream_control(&self) -> libp2p_stream::Control {
+        self.control.clone()
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -33,6 +33,7 @@ pub fn spawn(
     let (tx, rx) = tokio::sync::mpsc::channel(options.command_queue.max(1));
     let peer_id = keypair.public().to_peer_id();
     let event_loop = actor::EventLoop::new(keypair, &options, rx)?;
+    let control = event_loop.stream_control();
     let task = tokio::spawn(event_loop.run(shutdown));
-    Ok((NetworkHandle::new(tx, peer_id), task))
+    Ok((NetworkHandle::new(tx, peer_id, control), task))
 }

@@ -10,7 +10,7 @@ use std::io::SeekFrom;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shoal_protocol::RepoName;
+use shoal_protocol::{Digest, RepoName};
 use tokio::io::AsyncSeekExt;
 
 use super::RegistryState;
@@ -19,6 +19,7 @@ use super::error::{ErrorCode, RegistryError, RegistryResult};
 use super::path::parse_digest;
 use super::range::{RangeRequest, parse_range};
 use super::request::RequestParts;
+use crate::transfer::FetchError;
 
 pub async fn get(
     state: &RegistryState,
@@ -27,11 +28,17 @@ pub async fn get(
     req: &RequestParts,
 ) -> RegistryResult<Response> {
     let digest = parse_digest(digest)?;
-    let Some(blob) = state.store.open_blob(&digest).await? else {
-        return Err(RegistryError::new(
-            ErrorCode::BlobUnknown,
-            format!("blob {digest} is unknown"),
-        ));
+    let blob = match state.store.open_blob(&digest).await? {
+        Some(blob) => blob,
+        None if req.is_head() => return head_from_peers(state, &digest).await,
+        None => {
+            fetch_from_peers(state, &digest).await?;
+            state
+                .store
+                .open_blob(&digest)
+                .await?
+                .ok_or_else(|| unknown(&digest))?
+        }
     };
     let size = blob.size;
     let digest_header = header_value(&digest.to_string());
@@ -86,6 +93,50 @@ pub async fn get(
         );
     }
     Ok(response)
+}
+
+fn unknown(digest: &Digest) -> RegistryError {
+    RegistryError::new(ErrorCode::BlobUnknown, format!("blob {digest} is unknown"))
+}
+
+/// Makes a blob local from peers; `BLOB_UNKNOWN` when none has it. The
+/// fetch checks every chunk and the whole blob before anything is stored.
+pub async fn fetch_from_peers(state: &RegistryState, digest: &Digest) -> RegistryResult<()> {
+    let Some(fetcher) = &state.fetcher else {
+        return Err(unknown(digest));
+    };
+    match fetcher.fetch(digest).await {
+        Ok(_) => Ok(()),
+        Err(FetchError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::info!(%digest, error = %e, "not available from peers");
+            Err(unknown(digest))
+        }
+    }
+}
+
+/// `HEAD` of a blob that is not local: a provider's size, nothing downloaded.
+async fn head_from_peers(state: &RegistryState, digest: &Digest) -> RegistryResult<Response> {
+    let size = match &state.fetcher {
+        Some(fetcher) => fetcher.remote_size(digest).await,
+        None => None,
+    };
+    let size = size.ok_or_else(|| unknown(digest))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                header_value(&digest.to_string()),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(size)),
+        ],
+    )
+        .into_response())
 }
 
 pub async fn delete(state: &RegistryState, digest: &str) -> RegistryResult<Response> {

@@ -44,22 +44,74 @@ fn manifest_unknown(name: &RepoName, reference: &str) -> RegistryError {
 
 /// Finds the manifest a reference names in a repository. A repository that
 /// holds nothing is `NAME_UNKNOWN`, as the spec distinguishes.
-fn lookup(
+async fn lookup(
     state: &RegistryState,
     name: &RepoName,
     reference: &str,
 ) -> RegistryResult<ManifestRecord> {
-    let digest = match parse_reference(reference)? {
-        Reference::Digest(d) => d,
+    let (digest, by_digest) = match parse_reference(reference)? {
+        Reference::Digest(d) => (d, true),
         Reference::Tag(tag) => match state.store.resolve_tag(name, &tag)? {
-            Some(d) => d,
+            Some(d) => (d, false),
             None => return Err(missing(state, name, reference)?),
         },
     };
-    match state.store.manifest(name, &digest)? {
-        Some(record) => Ok(record),
-        None => Err(missing(state, name, reference)?),
+    if let Some(record) = state.store.manifest(name, &digest)? {
+        return Ok(record);
     }
+    // Content is global: a manifest asked for by digest that no local
+    // repository holds may come from peers. (A local blob is not adopted, so
+    // a deleted manifest stays deleted.)
+    if by_digest && state.store.blob_size(&digest)?.is_none() {
+        return adopt_from_peers(state, name, &digest)
+            .await
+            .map_err(|_| manifest_unknown(name, reference));
+    }
+    Err(missing(state, name, reference)?)
+}
+
+/// Fetches a manifest by digest from peers and records it in `name`.
+async fn adopt_from_peers(
+    state: &RegistryState,
+    name: &RepoName,
+    digest: &Digest,
+) -> RegistryResult<ManifestRecord> {
+    super::blobs::fetch_from_peers(state, digest).await?;
+    let blob = state
+        .store
+        .open_blob(digest)
+        .await?
+        .ok_or_else(|| manifest_unknown(name, &digest.to_string()))?;
+    if blob.size > state.limits.max_manifest_bytes as u64 {
+        return Err(manifest_unknown(name, &digest.to_string()));
+    }
+    let mut bytes = Vec::with_capacity(blob.size as usize);
+    let mut file = blob.file;
+    file.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| io_error("read manifest", e))?;
+    let parsed = parse_manifest(&bytes, None)
+        .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, e.to_string()))?;
+    state
+        .store
+        .put_manifest(
+            name,
+            ManifestPut {
+                digest: digest.clone(),
+                media_type: parsed.media_type,
+                bytes: Bytes::from(bytes),
+                references: parsed.references,
+                subject: parsed.subject,
+                artifact_type: parsed.artifact_type,
+                annotations: parsed.annotations,
+                tag: None,
+            },
+        )
+        .await?;
+    state
+        .store
+        .manifest(name, digest)?
+        .ok_or_else(|| manifest_unknown(name, &digest.to_string()))
 }
 
 fn missing(
@@ -101,7 +153,7 @@ pub async fn get(
     reference: &str,
     req: &RequestParts,
 ) -> RegistryResult<Response> {
-    let record = lookup(state, name, reference)?;
+    let record = lookup(state, name, reference).await?;
     if !accepts(req, &record.media_type) {
         // No conversion between formats: converting would change the digest.
         return Err(RegistryError::new(

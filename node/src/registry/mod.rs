@@ -26,7 +26,9 @@ use tokio::sync::Semaphore;
 pub use error::{ErrorCode, RegistryError};
 pub use path::Endpoint;
 
+use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::transfer::Fetcher;
 use request::RequestParts;
 
 /// The largest manifest accepted on push (the spec's suggested minimum limit).
@@ -59,6 +61,9 @@ pub struct RegistryState {
     store: Store,
     limits: Arc<RegistryLimits>,
     upload_slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    /// Where blobs that are not local come from; `None` without p2p.
+    fetcher: Option<Fetcher>,
 }
 
 impl RegistryState {
@@ -68,13 +73,33 @@ impl RegistryState {
             store,
             limits: Arc::new(limits),
             upload_slots,
+            metrics: Arc::default(),
+            fetcher: None,
         }
+    }
+
+    /// Serves blobs that are not local from peers, through `fetcher`.
+    pub fn with_peers(mut self, fetcher: Fetcher, metrics: Arc<Metrics>) -> RegistryState {
+        self.fetcher = Some(fetcher);
+        self.metrics = metrics;
+        self
     }
 }
 
-/// The registry's HTTP routes.
+/// The registry's HTTP routes (and `/metrics`).
 pub fn router(state: RegistryState) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<RegistryState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn dispatch(State(state): State<RegistryState>, request: Request) -> Response {

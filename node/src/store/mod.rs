@@ -56,6 +56,7 @@ mod error;
 mod fsutil;
 mod index;
 mod manifests;
+mod partial;
 mod paths;
 mod rebuild;
 mod types;
@@ -68,6 +69,7 @@ use std::sync::Arc;
 
 pub use blobs::{BlobReader, BlobWriter};
 pub use error::StoreError;
+pub use partial::PartialBlob;
 pub use rebuild::RebuildReport;
 
 pub use types::{BlobInfo, ManifestPut, ManifestRecord, StoreOptions, UploadId, UploadState};

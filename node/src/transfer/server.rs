@@ -1,0 +1,201 @@
+//! Answers other peers' transfer requests from the local store.
+//!
+//! The accept loop only hands each stream to its own task (libp2p-stream
+//! drops streams when its accept queue is full, so it must stay tight); at
+//! most [`MAX_INBOUND_STREAMS`] are served at once, the rest are dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use libp2p::{PeerId, StreamProtocol};
+use shoal_protocol::Digest;
+use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
+use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
+use shoal_protocol::wire::{Message, PROTOCOL_NAME};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::framed::{self, FrameError, FrameReader};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub const MAX_INBOUND_STREAMS: usize = 64;
+/// Chunk maps kept in memory; computing one reads the whole blob.
+const MAP_CACHE: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct TransferServer {
+    store: Store,
+    metrics: Arc<Metrics>,
+    maps: Arc<Mutex<HashMap<Digest, Arc<ChunkMap>>>>,
+}
+
+impl TransferServer {
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> TransferServer {
+        TransferServer {
+            store,
+            metrics,
+            maps: Arc::default(),
+        }
+    }
+
+    pub async fn run(self, mut control: libp2p_stream::Control, stop: CancellationToken) {
+        let mut incoming = match control.accept(StreamProtocol::new(PROTOCOL_NAME)) {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                tracing::error!(error = %e, "transfer protocol already registered");
+                return;
+            }
+        };
+        let slots = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
+        loop {
+            let (peer, stream) = tokio::select! {
+                () = stop.cancelled() => break,
+                next = incoming.next() => match next {
+                    Some(s) => s,
+                    None => break,
+                },
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "too many transfer streams; dropping one");
+                continue;
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = server.serve_stream(peer, stream).await {
+                    tracing::debug!(%peer, error = %e, "transfer stream ended");
+                }
+            });
+        }
+    }
+
+    async fn serve_stream(
+        &self,
+        peer: PeerId,
+        mut stream: libp2p::Stream,
+    ) -> Result<(), FrameError> {
+        let mut reader = FrameReader::default();
+        loop {
+            let request = match reader.next(&mut stream).await {
+                Ok(m) => m,
+                Err(FrameError::Closed) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let reply = self.answer(request).await;
+            if let Message::Chunk { bytes, .. } = &reply {
+                Metrics::add(&self.metrics.p2p_bytes_sent_total, bytes.len() as u64);
+                tracing::trace!(%peer, bytes = bytes.len(), "chunk sent");
+            }
+            framed::write(&mut stream, &reply).await?;
+        }
+    }
+
+    async fn answer(&self, request: Message) -> Message {
+        match request {
+            Message::GetInfo { digest } => match self.store.blob_size(&digest) {
+                Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
+                    Ok(plan) => Message::Info {
+                        digest,
+                        size,
+                        chunk_size: plan.chunk_size(),
+                        complete: true,
+                    },
+                    Err(e) => refused(e),
+                },
+                _ => Message::NotFound { digest },
+            },
+            Message::GetMap { digest } => match self.map(&digest).await {
+                Some(map) => Message::Map {
+                    digest,
+                    map: (*map).clone(),
+                },
+                None => Message::NotFound { digest },
+            },
+            Message::GetChunk { digest, index } => match self.chunk(&digest, index).await {
+                Some(bytes) => Message::Chunk {
+                    digest,
+                    index,
+                    bytes,
+                },
+                None => Message::NotFound { digest },
+            },
+            other => refused(format!("unexpected request {}", kind(&other))),
+        }
+    }
+
+    async fn chunk(&self, digest: &Digest, index: u32) -> Option<Vec<u8>> {
+        let blob = self.store.open_blob(digest).await.ok()??;
+        let plan = ChunkPlan::for_size(blob.size, DEFAULT_CHUNK_SIZE).ok()?;
+        let range = plan.range(index).ok()?;
+        let mut file = blob.file;
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .ok()?;
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        file.read_exact(&mut bytes).await.ok()?;
+        Some(bytes)
+    }
+
+    /// The chunk map of a stored blob, computed once and cached. A blob
+    /// whose file no longer hashes to its name is not served at all.
+    async fn map(&self, digest: &Digest) -> Option<Arc<ChunkMap>> {
+        if let Some(map) = self.maps.lock().ok()?.get(digest) {
+            return Some(map.clone());
+        }
+        let blob = self.store.open_blob(digest).await.ok()??;
+        let plan = ChunkPlan::for_size(blob.size, DEFAULT_CHUNK_SIZE).ok()?;
+        let file = blob.file.into_std().await;
+        let expected = digest.clone();
+        let map = tokio::task::spawn_blocking(move || -> Option<ChunkMap> {
+            use std::io::Read;
+            let mut file = file;
+            let mut builder = ChunkMapBuilder::new(expected.algorithm(), plan);
+            let mut buf = vec![0u8; 1024 * 1024];
+            loop {
+                let n = file.read(&mut buf).ok()?;
+                if n == 0 {
+                    break;
+                }
+                builder.update(&buf[..n]);
+            }
+            let (map, actual) = builder.finish().ok()?;
+            if actual != expected {
+                tracing::error!(%expected, %actual, "stored blob does not match its digest");
+                return None;
+            }
+            Some(map)
+        })
+        .await
+        .ok()??;
+        let map = Arc::new(map);
+        if let Ok(mut maps) = self.maps.lock() {
+            if maps.len() >= MAP_CACHE {
+                maps.clear();
+            }
+            maps.insert(digest.clone(), map.clone());
+        }
+        Some(map)
+    }
+}
+
+fn refused(reason: impl std::fmt::Display) -> Message {
+    Message::Refused {
+        reason: reason.to_string(),
+    }
+}
+
+fn kind(m: &Message) -> &'static str {
+    match m {
+        Message::Info { .. } => "Info",
+        Message::Map { .. } => "Map",
+        Message::Chunk { .. } => "Chunk",
+        Message::Have { .. } => "Have",
+        Message::NotFound { .. } => "NotFound",
+        Message::Refused { .. } => "Refused",
+        Message::GetHave { .. } => "GetHave",
+        _ => "request",
+    }
+}
