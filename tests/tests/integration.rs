@@ -8,3 +8,4 @@
 mod crash_safety;
 mod docker_pull;
 mod skopeo_roundtrip;
+mod swarm_pull;

@@ -242,7 +242,13 @@ pub async fn put(
         Reference::Tag(_) => Digest::sha256_of(&bytes),
     };
     for referenced in &parsed.references {
-        if state.store.blob_size(referenced)?.is_none() {
+        // A client that saw the blob through HEAD (answered from peers) did
+        // not upload it: make it local from the peers that hold it.
+        if state.store.blob_size(referenced)?.is_none()
+            && super::blobs::fetch_from_peers(state, referenced)
+                .await
+                .is_err()
+        {
             return Err(RegistryError::new(
                 ErrorCode::ManifestBlobUnknown,
                 format!("manifest references unknown blob {referenced}"),
