@@ -51,6 +51,9 @@ pub struct P2pConfig {
     pub bootstrap: Vec<String>,
     /// Find peers on the local network with mDNS.
     pub mdns: bool,
+    /// Test double: serve transfers dishonestly (feature `test-liars`).
+    #[cfg(feature = "test-liars")]
+    pub liar: Option<crate::transfer::LiarMode>,
 }
 
 /// The p2p port peers expect by default (TCP and QUIC).
@@ -66,6 +69,8 @@ impl Default for P2pConfig {
             ],
             bootstrap: Vec::new(),
             mdns: true,
+            #[cfg(feature = "test-liars")]
+            liar: None,
         }
     }
 }

@@ -83,6 +83,8 @@ pub async fn serve(
         tracing::info!(peer_id = %handle.peer_id(), "p2p started");
         tokio::spawn(crate::announcer::run(store.clone(), handle.clone()));
         let server = TransferServer::new(store.clone(), metrics.clone());
+        #[cfg(feature = "test-liars")]
+        let server = server.lying(config.p2p.liar);
         tokio::spawn(server.run(handle.stream_control(), stop.clone()));
         let fetcher = Fetcher::new(handle.clone(), store.clone(), metrics.clone());
         state = state.with_peers(fetcher, metrics.clone());

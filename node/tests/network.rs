@@ -146,6 +146,15 @@ impl Daemon {
         p2p_port: Option<u16>,
         bootstrap: Vec<Multiaddr>,
     ) -> Daemon {
+        Daemon::start_lying(data_dir, p2p_port, bootstrap, None).await
+    }
+
+    async fn start_lying(
+        data_dir: &std::path::Path,
+        p2p_port: Option<u16>,
+        bootstrap: Vec<Multiaddr>,
+        liar: Option<shoal_node::transfer::LiarMode>,
+    ) -> Daemon {
         let peer_id = shoal_node::network::identity::load_or_create(data_dir)
             .expect("identity")
             .public()
@@ -163,6 +172,7 @@ impl Daemon {
         config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
         config.p2p.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
         config.p2p.mdns = false;
+        config.p2p.liar = liar;
         config.shutdown_grace = Duration::from_secs(1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -332,5 +342,60 @@ async fn empty_node_serves_a_blob_from_two_providers() {
     );
     for node in [a, b, d] {
         node.stop().await;
+    }
+}
+
+/// A provider that lies (in each way) next to an honest one: the blob
+/// arrives whole and right, the liar is banned, and the waste is bounded.
+#[tokio::test]
+async fn liars_are_caught_and_the_pull_completes() {
+    use shoal_node::transfer::LiarMode;
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
+    for mode in [
+        LiarMode::FlipBytes,
+        LiarMode::ForgeMap,
+        LiarMode::Disconnect,
+        LiarMode::Stall,
+    ] {
+        let dirs: Vec<_> = (0..3)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let honest = Daemon::start(dirs[0].path(), None, Vec::new()).await;
+        let liar = Daemon::start_lying(
+            dirs[1].path(),
+            None,
+            vec![honest.p2p_addr.clone()],
+            Some(mode),
+        )
+        .await;
+        let d = Daemon::start(dirs[2].path(), None, vec![honest.p2p_addr.clone()]).await;
+        let digest = honest.push("app", &data).await;
+        liar.push("app", &data).await;
+        let watcher = start(vec![honest.p2p_addr.clone()]).await;
+        find_eventually(&watcher, &digest, &[honest.peer_id, liar.peer_id]).await;
+
+        let body = reqwest::get(format!("{}/v2/app/blobs/{digest}", d.base))
+            .await
+            .expect("GET")
+            .bytes()
+            .await
+            .expect("body");
+        assert_eq!(Digest::sha256_of(&body), digest, "{mode:?}: right bytes");
+        let received = d.metric("shoal_p2p_bytes_received_total").await;
+        let wasted = received.saturating_sub(data.len() as u64);
+        let banned = d.metric("shoal_peers_banned_total").await;
+        let sent_by_liar = liar.metric("shoal_p2p_bytes_sent_total").await;
+        eprintln!("{mode:?}: wasted {wasted} bytes, banned {banned}, liar sent {sent_by_liar}");
+        // At most a couple of 1 MiB chunks wasted.
+        assert!(wasted <= 2 * 1024 * 1024, "{mode:?}: wasted {wasted}");
+        if mode == LiarMode::ForgeMap && sent_by_liar > 0 && banned == 0 {
+            panic!("{mode:?}: the liar's map was never exposed");
+        }
+        assert!(banned >= 1, "{mode:?}: the liar is banned");
+        for node in [honest, liar, d] {
+            node.stop().await;
+        }
     }
 }

@@ -203,6 +203,17 @@ impl ChunkMap {
         self.algorithm
     }
 
+    /// Indexes of the states where two maps of the same plan disagree
+    /// (all of them when the plans differ).
+    pub fn differing_states(&self, other: &ChunkMap) -> Vec<u32> {
+        if self.plan != other.plan || self.algorithm != other.algorithm {
+            return (0..self.states.len() as u32).collect();
+        }
+        (0..self.states.len() as u32)
+            .filter(|&i| self.states[i as usize] != other.states[i as usize])
+            .collect()
+    }
+
     /// The state before chunk `index`.
     fn start_state(&self, index: u32) -> ChainState {
         match index {

@@ -217,6 +217,88 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_error_variant() {
+        let hex = &EMPTY_SHA256["sha256:".len()..];
+        assert_eq!(hex.parse::<Digest>(), Err(DigestError::MissingSeparator));
+        assert_eq!("".parse::<Digest>(), Err(DigestError::MissingSeparator));
+        for (alg, shown) in [
+            ("md5", "md5"),
+            ("SHA256", "SHA256"),
+            ("", ""),
+            ("sha256+b64u", "sha256+b64u"),
+        ] {
+            assert_eq!(
+                format!("{alg}:{hex}").parse::<Digest>(),
+                Err(DigestError::UnsupportedAlgorithm(shown.into())),
+                "{alg:?}"
+            );
+        }
+        // An unknown algorithm is echoed cut short.
+        assert_eq!(
+            format!("{}:{hex}", "x".repeat(1000)).parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm("x".repeat(32)))
+        );
+        assert_eq!(
+            "sha256:e3b0".parse::<Digest>(),
+            Err(DigestError::WrongLength {
+                algorithm: Algorithm::Sha256,
+                expected: 64,
+                found: 4
+            })
+        );
+        assert_eq!(
+            format!("sha512:{hex}").parse::<Digest>(),
+            Err(DigestError::WrongLength {
+                algorithm: Algorithm::Sha512,
+                expected: 128,
+                found: 64
+            })
+        );
+        assert_eq!(
+            format!("sha256:{}E", &hex[1..]).parse::<Digest>(),
+            Err(DigestError::InvalidHex('E'))
+        );
+        assert_eq!(
+            format!("sha256:{}g", &hex[1..]).parse::<Digest>(),
+            Err(DigestError::InvalidHex('g'))
+        );
+        // 62 ASCII bytes and a two-byte char: the right byte length.
+        assert_eq!(
+            format!("sha256:{}é", &hex[2..]).parse::<Digest>(),
+            Err(DigestError::InvalidHex('é'))
+        );
+        assert_eq!(
+            Digest::from_hash(Algorithm::Sha256, &[0; 31]),
+            Err(DigestError::WrongHashLength {
+                algorithm: Algorithm::Sha256,
+                expected: 32,
+                found: 31
+            })
+        );
+        assert_eq!(
+            Digest::from_hash(Algorithm::Sha512, &[0; 32]),
+            Err(DigestError::WrongHashLength {
+                algorithm: Algorithm::Sha512,
+                expected: 64,
+                found: 32
+            })
+        );
+    }
+
+    #[test]
+    fn hex_and_accessors() {
+        let d = Digest::compute(Algorithm::Sha512, b"");
+        assert_eq!(d.algorithm(), Algorithm::Sha512);
+        assert_eq!(d.hash().len(), 64);
+        assert_eq!(d.hex().len(), 128);
+        assert_eq!(d.to_string(), format!("sha512:{}", d.hex()));
+        assert!(d.hex().starts_with("cf83e1357eefb8bd"));
+        assert_eq!(format!("{d:?}"), format!("Digest({d})"));
+        assert!(serde_json::from_str::<Digest>("\"sha256:x\"").is_err());
+        assert!(serde_json::from_str::<Digest>("42").is_err());
+    }
+
     mod props {
         use proptest::prelude::*;
 
@@ -262,6 +344,13 @@ mod tests {
                 prop_assert!(long.parse::<Digest>().is_err());
                 let other = format!("sha384:{hex}");
                 prop_assert!(other.parse::<Digest>().is_err());
+            }
+
+            #[test]
+            fn unknown_algorithms_are_refused(d in any_digest(), alg in "[a-zA-Z0-9+._-]{0,12}") {
+                prop_assume!(alg != "sha256" && alg != "sha512");
+                let s = format!("{alg}:{}", d.hex());
+                prop_assert_eq!(s.parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(alg)));
             }
 
             #[test]

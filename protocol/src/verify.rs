@@ -65,6 +65,11 @@ impl DigestVerifier {
         }
     }
 
+    /// The digest the bytes must have.
+    pub fn expected(&self) -> &Digest {
+        &self.expected
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         self.hasher.update(data);
         self.seen += data.len() as u64;
@@ -93,23 +98,68 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn mismatch_names_both_digests() {
+        let expected = Digest::sha256_of(b"right");
+        let mut v = DigestVerifier::new(expected.clone());
+        assert_eq!(v.expected(), &expected);
+        v.update(b"wro");
+        v.update(b"ng");
+        assert_eq!(v.bytes_seen(), 5);
+        let err = v.finish().expect_err("wrong bytes");
+        assert_eq!(
+            err,
+            DigestMismatch {
+                expected: expected.clone(),
+                actual: Digest::sha256_of(b"wrong"),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "content does not match digest: expected {expected}, got {}",
+                Digest::sha256_of(b"wrong")
+            )
+        );
+    }
+
+    #[test]
+    fn verifier_uses_the_expected_algorithm() {
+        let expected = Digest::compute(Algorithm::Sha512, b"abc");
+        let mut v = DigestVerifier::new(expected);
+        v.update(b"abc");
+        assert_eq!(v.finish(), Ok(()));
+        let empty = DigestVerifier::new(Digest::sha256_of(b""));
+        assert_eq!(empty.bytes_seen(), 0);
+        assert_eq!(empty.finish(), Ok(()));
+    }
+
     proptest! {
         #[test]
         fn streaming_equals_one_shot(data in proptest::collection::vec(any::<u8>(), 0..4096),
                                      cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
                                      sha512 in any::<bool>()) {
-            let alg = if sha512 { Algorithm::Sha512 } else { Algorithm::Sha256 };
-            let expected = Digest::compute(alg, &data);
+            // The one-shot hash straight from sha2, not through this module.
+            let (alg, one_shot) = if sha512 {
+                (Algorithm::Sha512, sha2::Sha512::digest(&data).to_vec())
+            } else {
+                (Algorithm::Sha256, sha2::Sha256::digest(&data).to_vec())
+            };
+            let expected = Digest::from_hash(alg, &one_shot).expect("hash length");
+            prop_assert_eq!(Digest::compute(alg, &data), expected.clone());
             let mut points: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
             points.sort_unstable();
             let mut v = DigestVerifier::new(expected.clone());
+            let mut h = DigestHasher::new(alg);
             let mut last = 0;
             for p in points.into_iter().chain([data.len()]) {
                 v.update(&data[last..p]);
+                h.update(&data[last..p]);
                 last = p;
             }
             prop_assert_eq!(v.bytes_seen(), data.len() as u64);
-            prop_assert!(v.finish().is_ok());
+            prop_assert_eq!(v.finish(), Ok(()));
+            prop_assert_eq!(h.finish(), expected);
         }
 
         #[test]

@@ -33,6 +33,18 @@ impl PartialBlob {
         .await?
     }
 
+    /// Reads back `len` bytes at `offset`.
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        let (file, temp) = (self.file.clone(), self.temp.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(io_err("read partial blob", &temp))?;
+            Ok(buf)
+        })
+        .await?
+    }
+
     /// Checks the whole file against `digest` and commits it.
     pub async fn commit(self, digest: &Digest) -> Result<BlobInfo, StoreError> {
         let digest = digest.clone();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::{PeerId, StreamProtocol};
 use shoal_protocol::Digest;
-use shoal_protocol::chain::ChainVerifier;
+use shoal_protocol::chain::{ChainVerifier, ChunkMap};
 use shoal_protocol::wire::{Message, PROTOCOL_NAME};
 
 use super::framed::{self, FrameError, FrameReader};
@@ -86,6 +86,30 @@ impl Session {
 struct Shared {
     queue: VecDeque<u32>,
     verifier: ChainVerifier,
+    /// Chunks requested and not yet checked.
+    in_flight: usize,
+    /// Per chunk: who sent bytes that failed, and a fingerprint of them.
+    failures: HashMap<u32, Vec<(PeerId, Digest)>>,
+    /// Set when honest-looking chunks prove the map false.
+    map_forged: bool,
+    /// Chunks written to the partial file.
+    stored: Vec<u32>,
+}
+
+/// For maps that disagree, the chunks on either side of each state where
+/// they differ (state i is the end of chunk i and the start of chunk i+1).
+fn disputed_chunks(maps: &[(ChunkMap, Vec<PeerId>)]) -> Vec<u32> {
+    let Some((first, _)) = maps.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (other, _) in &maps[1..] {
+        for i in first.differing_states(other) {
+            out.push(i);
+            out.push(i + 1);
+        }
+    }
+    out
 }
 
 impl Fetcher {
@@ -162,71 +186,207 @@ impl Fetcher {
             return Err(FetchError::NotFound(digest.clone()));
         }
         let mut control = self.network.stream_control();
-        // The map comes from the first provider that gives one that fits the
-        // digest; it is checked chunk by chunk, never trusted.
-        let mut sessions = Vec::new();
-        let mut verifier = None;
+        // Ask every provider for its map. Honest maps are identical (the
+        // plan follows from the size), so the most common one is tried first
+        // and a provider whose map disagrees with it is not asked for chunks
+        // under it.
+        let mut candidates: Vec<(ChunkMap, Vec<PeerId>)> = Vec::new();
+        let mut sessions: HashMap<PeerId, Session> = HashMap::new();
         for peer in &providers {
             let Some(mut s) = Session::open(&mut control, *peer).await else {
                 continue;
             };
-            if verifier.is_none()
-                && let Ok(Message::Map { digest: d, map }) = s
-                    .ask(&Message::GetMap {
-                        digest: digest.clone(),
-                    })
-                    .await
+            if let Ok(Message::Map { digest: d, map }) = s
+                .ask(&Message::GetMap {
+                    digest: digest.clone(),
+                })
+                .await
                 && &d == digest
+                && ChainVerifier::new(digest.clone(), map.clone()).is_ok()
             {
-                verifier = ChainVerifier::new(digest.clone(), map).ok();
+                match candidates.iter_mut().find(|(m, _)| *m == map) {
+                    Some((_, peers)) => peers.push(*peer),
+                    None => candidates.push((map, vec![*peer])),
+                }
+                sessions.insert(*peer, s);
             }
-            sessions.push((*peer, s));
         }
-        let verifier = verifier.ok_or_else(|| FetchError::ProvidersFailed(digest.clone()))?;
-        let plan = verifier.plan();
-        let partial = self.store.partial_blob(plan.size())?;
-        let count = plan.count();
-        let mut queue: VecDeque<u32> = (0..count).collect();
-        // Last chunk first: it anchors the map in the digest.
-        if let Some(last) = queue.pop_back() {
-            queue.push_front(last);
+        candidates.sort_by_key(|(_, peers)| std::cmp::Reverse(peers.len()));
+        let all_maps = candidates.clone();
+        // Chunks next to states the candidate maps disagree on: fetched
+        // first, they expose a forged map within a chunk or two.
+        let disputed = disputed_chunks(&all_maps);
+        // Chunks stored under an earlier (disproved) map, kept and checked
+        // again under the next one instead of being downloaded again.
+        let mut carried: Option<(PartialBlob, Vec<u32>)> = None;
+        for (map, backers) in candidates {
+            let mut verifier = ChainVerifier::new(digest.clone(), map.clone())
+                .map_err(|_| FetchError::ProvidersFailed(digest.clone()))?;
+            let plan = verifier.plan();
+            let mut have = std::collections::BTreeSet::new();
+            let partial = match carried.take() {
+                Some((partial, stored)) => {
+                    for index in stored {
+                        if let Ok(range) = plan.range(index)
+                            && let Ok(bytes) = partial
+                                .read_at(range.start, (range.end - range.start) as usize)
+                                .await
+                            && verifier.check(index, &bytes).is_ok()
+                        {
+                            have.insert(index);
+                        }
+                    }
+                    partial
+                }
+                None => self.store.partial_blob(plan.size())?,
+            };
+            // Last chunk first: it anchors the map in the digest.
+            let mut order: Vec<u32> = Vec::with_capacity(plan.count() as usize);
+            order.extend(plan.count().checked_sub(1));
+            order.extend(disputed.iter().copied().filter(|i| *i < plan.count()));
+            order.extend(0..plan.count());
+            let mut seen = std::collections::HashSet::new();
+            let queue: VecDeque<u32> = order
+                .into_iter()
+                .filter(|i| !have.contains(i) && seen.insert(*i))
+                .collect();
+            let shared = Arc::new(tokio::sync::Mutex::new(Shared {
+                queue,
+                verifier,
+                in_flight: 0,
+                failures: HashMap::new(),
+                map_forged: false,
+                stored: have.into_iter().collect(),
+            }));
+            let wake = Arc::new(tokio::sync::Notify::new());
+            // Every provider that still has a session serves chunks; the
+            // map's backers and the others alike (chunks are checked anyway).
+            let workers: Vec<_> = sessions
+                .drain()
+                .map(|(peer, session)| {
+                    let ctx = WorkerCtx {
+                        peer,
+                        shared: shared.clone(),
+                        wake: wake.clone(),
+                        partial: partial.clone(),
+                        digest: digest.clone(),
+                        metrics: self.metrics.clone(),
+                    };
+                    async move { (peer, ctx.run(session).await) }
+                })
+                .collect();
+            let results = futures_util::future::join_all(workers).await;
+            let state = shared.lock().await;
+            if state.verifier.complete() {
+                drop(state);
+                // The digest proved this map: whoever served another lied.
+                for (other, liars) in &all_maps {
+                    if *other != map {
+                        tracing::warn!(%digest, ?liars, "served a chunk map the digest disproves");
+                        Metrics::add(&self.metrics.peers_banned_total, liars.len() as u64);
+                    }
+                }
+                let info = partial.commit(digest).await?;
+                self.metrics.observe_fetch(started.elapsed());
+                return Ok(info);
+            }
+            carried = Some((partial.clone(), state.stored.clone()));
+            // Either two peers agreed on bytes the map rejects, or the blob
+            // could not be completed under this map: its backers are banned,
+            // the others get another chance under the next candidate map.
+            tracing::warn!(%digest, ?backers, forged = state.map_forged, "chunk map failed; banning its sources");
+            Metrics::add(&self.metrics.peers_banned_total, backers.len() as u64);
+            drop(state);
+            for (peer, session) in results {
+                if let Some(session) = session
+                    && !backers.contains(&peer)
+                {
+                    sessions.insert(peer, session);
+                }
+            }
         }
-        let shared = Arc::new(tokio::sync::Mutex::new(Shared { queue, verifier }));
-        let workers = sessions.into_iter().map(|(peer, session)| {
-            let (shared, partial, digest, metrics) = (
-                shared.clone(),
-                partial.clone(),
-                digest.clone(),
-                self.metrics.clone(),
-            );
-            async move { worker(peer, session, shared, partial, digest, metrics).await }
-        });
-        futures_util::future::join_all(workers).await;
-        if !shared.lock().await.verifier.complete() {
-            return Err(FetchError::ProvidersFailed(digest.clone()));
-        }
-        let info = partial.commit(digest).await?;
-        self.metrics.observe_fetch(started.elapsed());
-        Ok(info)
+        Err(FetchError::ProvidersFailed(digest.clone()))
     }
 }
 
-/// Takes chunks from the queue until it is empty or this peer fails.
-async fn worker(
+struct WorkerCtx {
     peer: PeerId,
-    mut session: Session,
     shared: Arc<tokio::sync::Mutex<Shared>>,
+    wake: Arc<tokio::sync::Notify>,
     partial: PartialBlob,
     digest: Digest,
     metrics: Arc<Metrics>,
-) {
-    loop {
-        let Some(index) = shared.lock().await.queue.pop_front() else {
-            return;
-        };
+}
+
+/// How one chunk request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Stored,
+    /// The bytes failed their check.
+    Rejected,
+    /// The peer did not answer properly (timeout, error, wrong reply).
+    Broken,
+}
+
+/// What the worker should do next.
+enum Next {
+    Chunk(u32),
+    Wait,
+    Done,
+}
+
+impl WorkerCtx {
+    /// Takes chunks until none are left or this peer fails; gives back its
+    /// session when it is still usable.
+    async fn run(self, mut session: Session) -> Option<Session> {
+        loop {
+            let next = {
+                let mut s = self.shared.lock().await;
+                if s.map_forged || s.verifier.complete() {
+                    Next::Done
+                } else if let Some(i) = s.queue.pop_front() {
+                    s.in_flight += 1;
+                    Next::Chunk(i)
+                } else if s.in_flight > 0 {
+                    // Another worker's chunk may still fail and come back.
+                    Next::Wait
+                } else {
+                    Next::Done
+                }
+            };
+            let index = match next {
+                Next::Chunk(i) => i,
+                Next::Wait => {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), self.wake.notified())
+                        .await;
+                    continue;
+                }
+                Next::Done => return Some(session),
+            };
+            let outcome = self.one_chunk(&mut session, index).await;
+            let mut s = self.shared.lock().await;
+            s.in_flight -= 1;
+            if outcome != Outcome::Stored {
+                s.queue.push_back(index);
+            }
+            drop(s);
+            self.wake.notify_waiters();
+            match outcome {
+                Outcome::Stored => {}
+                // Its bytes failed under this map: no more chunks from it
+                // now, but if the map turns out to be the lie it is asked
+                // again under the next one.
+                Outcome::Rejected => return Some(session),
+                Outcome::Broken => return None,
+            }
+        }
+    }
+
+    /// Fetches, checks and stores one chunk.
+    async fn one_chunk(&self, session: &mut Session, index: u32) -> Outcome {
         let reply = session
             .ask(&Message::GetChunk {
-                digest: digest.clone(),
+                digest: self.digest.clone(),
                 index,
             })
             .await;
@@ -235,28 +395,43 @@ async fn worker(
                 digest: d,
                 index: i,
                 bytes,
-            }) if d == digest && i == index => bytes,
+            }) if d == self.digest && i == index => bytes,
             other => {
-                tracing::debug!(%peer, index, reply = ?other.map(|_| "unexpected reply"), "provider failed; dropping it");
-                shared.lock().await.queue.push_back(index);
-                Metrics::add(&metrics.peers_banned_total, 1);
-                return;
+                tracing::debug!(peer = %self.peer, index, ok = other.is_ok(), "provider failed; dropping it");
+                Metrics::add(&self.metrics.peers_banned_total, 1);
+                return Outcome::Broken;
             }
         };
-        Metrics::add(&metrics.p2p_bytes_received_total, bytes.len() as u64);
-        let verdict = shared.lock().await.verifier.check(index, &bytes);
-        if let Err(e) = verdict {
-            tracing::warn!(%peer, index, error = %e, "chunk failed its check; banning the sender for this fetch");
-            Metrics::add(&metrics.chunks_rejected_total, 1);
-            Metrics::add(&metrics.peers_banned_total, 1);
-            shared.lock().await.queue.push_back(index);
-            return;
+        Metrics::add(&self.metrics.p2p_bytes_received_total, bytes.len() as u64);
+        let fingerprint = Digest::sha256_of(&bytes);
+        let mut s = self.shared.lock().await;
+        if let Err(e) = s.verifier.check(index, &bytes) {
+            Metrics::add(&self.metrics.chunks_rejected_total, 1);
+            // Two different peers sending the same bytes that fail the same
+            // check: the map is the lie, not them.
+            let earlier = s.failures.entry(index).or_default();
+            if earlier
+                .iter()
+                .any(|(p, f)| *p != self.peer && *f == fingerprint)
+            {
+                s.map_forged = true;
+                tracing::warn!(index, "two peers agree on a chunk the map rejects");
+                return Outcome::Rejected;
+            }
+            earlier.push((self.peer, fingerprint));
+            tracing::warn!(peer = %self.peer, index, error = %e, "chunk failed its check; dropping the sender");
+            Metrics::add(&self.metrics.peers_banned_total, 1);
+            return Outcome::Rejected;
         }
-        Metrics::add(&metrics.chunks_verified_total, 1);
-        let offset = u64::from(index) * u64::from(shared.lock().await.verifier.plan().chunk_size());
-        if partial.write_at(offset, bytes).await.is_err() {
-            shared.lock().await.queue.push_back(index);
-            return;
+        let offset = u64::from(index) * u64::from(s.verifier.plan().chunk_size());
+        drop(s);
+        Metrics::add(&self.metrics.chunks_verified_total, 1);
+        match self.partial.write_at(offset, bytes).await {
+            Ok(()) => {
+                self.shared.lock().await.stored.push(index);
+                Outcome::Stored
+            }
+            Err(_) => Outcome::Broken,
         }
     }
 }

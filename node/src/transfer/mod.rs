@@ -7,4 +7,6 @@ mod framed;
 mod server;
 
 pub use fetch::{FetchError, Fetcher};
+#[cfg(feature = "test-liars")]
+pub use server::LiarMode;
 pub use server::TransferServer;

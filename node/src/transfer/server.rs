@@ -30,6 +30,23 @@ pub struct TransferServer {
     store: Store,
     metrics: Arc<Metrics>,
     maps: Arc<Mutex<HashMap<Digest, Arc<ChunkMap>>>>,
+    #[cfg(feature = "test-liars")]
+    liar: Option<LiarMode>,
+}
+
+/// Ways a test double lies (feature `test-liars` only).
+#[cfg(feature = "test-liars")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LiarMode {
+    /// Flips a byte in every chunk it sends.
+    FlipBytes,
+    /// Serves a chunk map with one state changed.
+    ForgeMap,
+    /// Never answers a chunk request.
+    Stall,
+    /// Sends half a chunk frame, then closes the stream.
+    Disconnect,
 }
 
 impl TransferServer {
@@ -38,7 +55,15 @@ impl TransferServer {
             store,
             metrics,
             maps: Arc::default(),
+            #[cfg(feature = "test-liars")]
+            liar: None,
         }
+    }
+
+    #[cfg(feature = "test-liars")]
+    pub fn lying(mut self, mode: Option<LiarMode>) -> TransferServer {
+        self.liar = mode;
+        self
     }
 
     pub async fn run(self, mut control: libp2p_stream::Control, stop: CancellationToken) {
@@ -84,7 +109,23 @@ impl TransferServer {
                 Err(FrameError::Closed) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let reply = self.answer(request).await;
+            #[allow(unused_mut)]
+            let mut reply = self.answer(request).await;
+            #[cfg(feature = "test-liars")]
+            if let Some(mode) = self.liar {
+                match lie(mode, &mut reply) {
+                    Lie::Send => {}
+                    Lie::Stall => {
+                        std::future::pending::<()>().await;
+                    }
+                    Lie::Cut(frame) => {
+                        use futures_util::AsyncWriteExt;
+                        stream.write_all(&frame).await?;
+                        stream.close().await?;
+                        return Ok(());
+                    }
+                }
+            }
             if let Message::Chunk { bytes, .. } = &reply {
                 Metrics::add(&self.metrics.p2p_bytes_sent_total, bytes.len() as u64);
                 tracing::trace!(%peer, bytes = bytes.len(), "chunk sent");
@@ -197,5 +238,42 @@ fn kind(m: &Message) -> &'static str {
         Message::Refused { .. } => "Refused",
         Message::GetHave { .. } => "GetHave",
         _ => "request",
+    }
+}
+
+#[cfg(feature = "test-liars")]
+enum Lie {
+    Send,
+    Stall,
+    Cut(Vec<u8>),
+}
+
+/// Turns an honest reply into the chosen lie.
+#[cfg(feature = "test-liars")]
+fn lie(mode: LiarMode, reply: &mut Message) -> Lie {
+    match (mode, reply) {
+        (LiarMode::FlipBytes, Message::Chunk { bytes, .. }) => {
+            if let Some(b) = bytes.first_mut() {
+                *b ^= 0xff;
+            }
+            Lie::Send
+        }
+        (LiarMode::ForgeMap, Message::Map { map, .. }) => {
+            let mut encoded = map.encode();
+            // The first state after the 13-byte header.
+            if encoded.len() > 13 {
+                encoded[13] ^= 0xff;
+            }
+            if let Ok(forged) = ChunkMap::decode(&encoded) {
+                *map = forged;
+            }
+            Lie::Send
+        }
+        (LiarMode::Stall, Message::Chunk { .. }) => Lie::Stall,
+        (LiarMode::Disconnect, reply @ Message::Chunk { .. }) => {
+            let frame = shoal_protocol::wire::encode_frame(reply);
+            Lie::Cut(frame[..frame.len() / 2].to_vec())
+        }
+        _ => Lie::Send,
     }
 }
