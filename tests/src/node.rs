@@ -361,3 +361,48 @@ fn build_shoal(profile: &Path) -> Result<(), String> {
     eprintln!("shoal binary missing; running {}", command::describe(&cmd));
     command::run_ok(&mut cmd, Duration::from_secs(1200)).map(drop)
 }
+
+/// Starts a node that listens for peers on `127.0.0.1:<p2p_port>` (0: any)
+/// and joins through `bootstrap` (comma-separated multiaddrs), if given.
+pub fn start_peer(
+    p2p_port: u16,
+    bootstrap: Option<&str>,
+    log_filter: &str,
+) -> Result<ShoalNode, String> {
+    let mut env = vec![(
+        "SHOAL_P2P_LISTEN".to_owned(),
+        format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+    )];
+    if let Some(b) = bootstrap {
+        env.push(("SHOAL_BOOTSTRAP".to_owned(), b.to_owned()));
+    }
+    ShoalNode::start(NodeOptions {
+        env,
+        log_filter: log_filter.to_owned(),
+        ..NodeOptions::default()
+    })
+}
+
+/// A node's peer id, as `shoal identity --data-dir` prints it.
+pub fn peer_id(node: &ShoalNode) -> Result<String, String> {
+    let out = Command::new(shoal_binary()?)
+        .args(["identity", "--data-dir"])
+        .arg(node.data_dir())
+        .output()
+        .map_err(|e| format!("running shoal identity: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "shoal identity failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The bootstrap multiaddr of a node started with [`start_peer`] on `p2p_port`.
+pub fn bootstrap_addr(node: &ShoalNode, p2p_port: u16) -> Result<String, String> {
+    Ok(format!(
+        "/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{}",
+        peer_id(node)?
+    ))
+}

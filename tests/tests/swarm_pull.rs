@@ -6,35 +6,14 @@ use std::time::{Duration, Instant};
 use shoal_tests::images::{BIG_LAYER_BYTES, test_images};
 use shoal_tests::oci::Layout;
 use shoal_tests::skopeo::{self, Format};
-use shoal_tests::{Must, NodeOptions, ShoalNode, TestRegistry, require};
+use shoal_tests::{Must, ShoalNode, TestRegistry, require};
 
-/// Starts a node listening for peers on `p2p_port` (0: any), joining through
-/// `bootstrap` if given.
 fn node(p2p_port: u16, bootstrap: Option<&str>) -> ShoalNode {
-    let mut env = vec![(
-        "SHOAL_P2P_LISTEN".to_owned(),
-        format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
-    )];
-    if let Some(b) = bootstrap {
-        env.push(("SHOAL_BOOTSTRAP".to_owned(), b.to_owned()));
-    }
-    ShoalNode::start(NodeOptions {
-        env,
-        ..NodeOptions::default()
-    })
-    .must("start shoal")
+    shoal_tests::node::start_peer(p2p_port, bootstrap, "info").must("start shoal")
 }
 
-/// The node's peer id, as `shoal identity` prints it.
 fn peer_id(node: &ShoalNode) -> String {
-    let binary = shoal_tests::node::shoal_binary().must("shoal binary");
-    let out = std::process::Command::new(binary)
-        .args(["identity", "--data-dir"])
-        .arg(node.data_dir())
-        .output()
-        .must("run shoal identity");
-    assert!(out.status.success(), "shoal identity failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    shoal_tests::node::peer_id(node).must("peer id")
 }
 
 /// Blocking HTTP for this test (the helpers' runtime-free probe only reads

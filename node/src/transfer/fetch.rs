@@ -27,6 +27,9 @@ use crate::network::NetworkHandle;
 use crate::store::{BlobInfo, PartialBlob, Store, StoreError};
 
 pub const MAX_PROVIDERS: usize = 4;
+/// Streams (requests in flight) per provider: one request at a time per
+/// stream, so several keep a provider's pipe full.
+pub const STREAMS_PER_PEER: usize = 4;
 /// How long a provider lookup may take before the answer is "nobody".
 pub const FIND_DEADLINE: Duration = Duration::from_secs(2);
 /// How long one request may take before its peer counts as stalled.
@@ -94,6 +97,11 @@ struct Shared {
     map_forged: bool,
     /// Chunks written to the partial file.
     stored: Vec<u32>,
+    /// Peers whose bytes failed under this map: none of their streams gets
+    /// another chunk in this round.
+    rejected: std::collections::HashSet<PeerId>,
+    /// Peers that delivered a chunk that checks under this map.
+    trusted: std::collections::HashSet<PeerId>,
 }
 
 /// For maps that disagree, the chunks on either side of each state where
@@ -191,7 +199,7 @@ impl Fetcher {
         // and a provider whose map disagrees with it is not asked for chunks
         // under it.
         let mut candidates: Vec<(ChunkMap, Vec<PeerId>)> = Vec::new();
-        let mut sessions: HashMap<PeerId, Session> = HashMap::new();
+        let mut sessions: HashMap<PeerId, Vec<Session>> = HashMap::new();
         for peer in &providers {
             let Some(mut s) = Session::open(&mut control, *peer).await else {
                 continue;
@@ -208,7 +216,13 @@ impl Fetcher {
                     Some((_, peers)) => peers.push(*peer),
                     None => candidates.push((map, vec![*peer])),
                 }
-                sessions.insert(*peer, s);
+                let mut streams = vec![s];
+                for _ in 1..STREAMS_PER_PEER {
+                    if let Some(more) = Session::open(&mut control, *peer).await {
+                        streams.push(more);
+                    }
+                }
+                sessions.insert(*peer, streams);
             }
         }
         candidates.sort_by_key(|(_, peers)| std::cmp::Reverse(peers.len()));
@@ -257,15 +271,24 @@ impl Fetcher {
                 failures: HashMap::new(),
                 map_forged: false,
                 stored: have.into_iter().collect(),
+                rejected: std::collections::HashSet::new(),
+                trusted: std::collections::HashSet::new(),
             }));
             let wake = Arc::new(tokio::sync::Notify::new());
             // Every provider that still has a session serves chunks; the
             // map's backers and the others alike (chunks are checked anyway).
             let workers: Vec<_> = sessions
                 .drain()
-                .map(|(peer, session)| {
+                .flat_map(|(peer, streams)| {
+                    streams
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(i, s)| (peer, i == 0, s))
+                })
+                .map(|(peer, primary, session)| {
                     let ctx = WorkerCtx {
                         peer,
+                        primary,
                         shared: shared.clone(),
                         wake: wake.clone(),
                         partial: partial.clone(),
@@ -301,7 +324,7 @@ impl Fetcher {
                 if let Some(session) = session
                     && !backers.contains(&peer)
                 {
-                    sessions.insert(peer, session);
+                    sessions.entry(peer).or_default().push(session);
                 }
             }
         }
@@ -311,6 +334,9 @@ impl Fetcher {
 
 struct WorkerCtx {
     peer: PeerId,
+    /// The peer's first stream; its others wait until it has delivered a
+    /// chunk that checks, so a liar wastes one chunk, not one per stream.
+    primary: bool,
     shared: Arc<tokio::sync::Mutex<Shared>>,
     wake: Arc<tokio::sync::Notify>,
     partial: PartialBlob,
@@ -342,8 +368,10 @@ impl WorkerCtx {
         loop {
             let next = {
                 let mut s = self.shared.lock().await;
-                if s.map_forged || s.verifier.complete() {
+                if s.map_forged || s.verifier.complete() || s.rejected.contains(&self.peer) {
                     Next::Done
+                } else if !self.primary && !s.trusted.contains(&self.peer) {
+                    Next::Wait
                 } else if let Some(i) = s.queue.pop_front() {
                     s.in_flight += 1;
                     Next::Chunk(i)
@@ -419,11 +447,13 @@ impl WorkerCtx {
                 return Outcome::Rejected;
             }
             earlier.push((self.peer, fingerprint));
+            s.rejected.insert(self.peer);
             tracing::warn!(peer = %self.peer, index, error = %e, "chunk failed its check; dropping the sender");
             Metrics::add(&self.metrics.peers_banned_total, 1);
             return Outcome::Rejected;
         }
         let offset = u64::from(index) * u64::from(s.verifier.plan().chunk_size());
+        s.trusted.insert(self.peer);
         drop(s);
         Metrics::add(&self.metrics.chunks_verified_total, 1);
         match self.partial.write_at(offset, bytes).await {

@@ -1,0 +1,141 @@
+//! Fetching blobs through shoal's peer-to-peer path, measured against a
+//! direct GET from Debian's docker-registry in the same run.
+//!
+//! (a) a large blob fetched by an empty node from one peer vs straight from
+//!     docker-registry; (b) cold-fetch latency of small blobs that one peer
+//!     holds; (c) the large blob from 1, 2 and 4 providers.
+//!
+//! ```sh
+//! cargo build --release -p shoal -p shoal-simulations
+//! target/release/swarm_fetch --size-mib 200 --small 200
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use rand::RngCore;
+use shoal_simulations::http_fetch::{fetch, percentiles, push_blob};
+use shoal_tests::node::{bootstrap_addr, free_port, start_peer};
+use shoal_tests::registry::TestRegistry;
+use shoal_tests::{DockerRegistry, ShoalNode};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Size of the large blob in MiB.
+    #[arg(long, default_value_t = 200)]
+    size_mib: usize,
+    /// Number of 512 KiB blobs for the latency measurement.
+    #[arg(long, default_value_t = 200)]
+    small: usize,
+}
+
+fn err(e: String) -> anyhow::Error {
+    anyhow::anyhow!(e)
+}
+
+fn random(len: usize) -> Bytes {
+    let mut v = vec![0u8; len];
+    rand::rng().fill_bytes(&mut v);
+    Bytes::from(v)
+}
+
+/// Providers holding the blob, each started alone (so each has its own
+/// copy), and their bootstrap addresses.
+fn providers(n: usize) -> anyhow::Result<(Vec<ShoalNode>, String)> {
+    let mut nodes = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..n {
+        let port = free_port().map_err(err)?.port();
+        let node = start_peer(port, None, "warn").map_err(err)?;
+        addrs.push(bootstrap_addr(&node, port).map_err(err)?);
+        nodes.push(node);
+    }
+    Ok((nodes, addrs.join(",")))
+}
+
+/// Waits until `node` answers HEAD for the blob (it found a provider).
+async fn wait_visible(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client
+            .head(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{url} never became visible");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let big = random(args.size_mib << 20);
+
+    // Baseline: the same blob straight from docker-registry.
+    DockerRegistry::require().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let registry = DockerRegistry::start().map_err(err)?;
+    let digest = push_blob(&client, &registry.url(), "bench/big", big.clone()).await?;
+    let direct = fetch(
+        &client,
+        &format!("{}/v2/bench/big/blobs/{digest}", registry.url()),
+        &digest,
+        true,
+    )
+    .await?;
+    println!(
+        "direct GET from docker-registry: {:.0} MiB/s ({:.2} s)",
+        direct.mib_per_s(),
+        direct.total.as_secs_f64()
+    );
+
+    println!("| providers | cold fetch through an empty node MiB/s | time s | vs direct |");
+    println!("|---|---|---|---|");
+    for n in [1usize, 2, 4] {
+        let (nodes, bootstrap) = providers(n)?;
+        for node in &nodes {
+            push_blob(&client, &node.url(), "bench/big", big.clone()).await?;
+        }
+        let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
+        let url = format!("{}/v2/bench/big/blobs/{digest}", empty.url());
+        wait_visible(&client, &url).await?;
+        let f = fetch(&client, &url, &digest, true)
+            .await
+            .context("fetch through the empty node")?;
+        println!(
+            "| {n} | {:.0} | {:.2} | {:.2}x |",
+            f.mib_per_s(),
+            f.total.as_secs_f64(),
+            f.mib_per_s() / direct.mib_per_s()
+        );
+    }
+
+    // (b) cold fetches of 512 KiB blobs that one peer holds.
+    let (nodes, bootstrap) = providers(1)?;
+    let mut digests = Vec::new();
+    for _ in 0..args.small {
+        digests.push(push_blob(&client, &nodes[0].url(), "bench/small", random(512 << 10)).await?);
+    }
+    let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
+    let first = format!("{}/v2/bench/small/blobs/{}", empty.url(), digests[0]);
+    wait_visible(&client, &first).await?;
+    let mut latencies = Vec::new();
+    for d in &digests[1..] {
+        let url = format!("{}/v2/bench/small/blobs/{d}", empty.url());
+        latencies.push(fetch(&client, &url, d, true).await?.total);
+    }
+    let (p50, p99) = percentiles(&mut latencies);
+    println!(
+        "512 KiB cold fetch from one peer ({} blobs): p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
