@@ -399,3 +399,62 @@ async fn liars_are_caught_and_the_pull_completes() {
         }
     }
 }
+
+/// Two of three providers stop in the middle of a transfer: the pull
+/// completes from the third.
+#[tokio::test]
+async fn pull_survives_losing_two_of_three_providers() {
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let a = Daemon::start(dirs[0].path(), None, Vec::new()).await;
+    let b = Daemon::start(dirs[1].path(), None, vec![a.p2p_addr.clone()]).await;
+    let c = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
+    let d = Daemon::start(dirs[3].path(), None, vec![a.p2p_addr.clone()]).await;
+    let data: Vec<u8> = (0..48 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2246822519) >> 13) as u8)
+        .collect();
+    let digest = a.push("app", &data).await;
+    b.push("app", &data).await;
+    c.push("app", &data).await;
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id, c.peer_id]).await;
+
+    let url = format!("{}/v2/app/blobs/{digest}", d.base);
+    let pull = tokio::spawn(async move {
+        reqwest::get(url)
+            .await
+            .expect("GET")
+            .bytes()
+            .await
+            .expect("body")
+    });
+    // Let the transfer start, then take two providers away.
+    for _ in 0..200 {
+        if d.metric("shoal_p2p_bytes_received_total").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let received_before_loss = d.metric("shoal_p2p_bytes_received_total").await;
+    b.stop().await;
+    c.stop().await;
+    let body = pull.await.expect("pull task");
+    assert_eq!(
+        Digest::sha256_of(&body),
+        digest,
+        "whole and right from the survivor"
+    );
+    eprintln!(
+        "received before losing two providers: {received_before_loss} of {}; A sent {}",
+        data.len(),
+        a.metric("shoal_p2p_bytes_sent_total").await
+    );
+    assert!(
+        received_before_loss < data.len() as u64,
+        "the loss happened mid-transfer"
+    );
+    for node in [a, d] {
+        node.stop().await;
+    }
+}
