@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use shoal_protocol::manifest::parse_manifest;
+use shoal_protocol::manifest::{ParsedManifest, parse_manifest};
 use shoal_protocol::{Digest, RepoName, Tag};
 use tokio::io::AsyncReadExt;
 
@@ -70,6 +70,24 @@ async fn lookup(
     Err(missing(state, name, reference)?)
 }
 
+fn manifest_put(
+    digest: Digest,
+    bytes: Bytes,
+    parsed: ParsedManifest,
+    tag: Option<Tag>,
+) -> ManifestPut {
+    ManifestPut {
+        digest,
+        media_type: parsed.media_type,
+        bytes,
+        references: parsed.references,
+        subject: parsed.subject,
+        artifact_type: parsed.artifact_type,
+        annotations: parsed.annotations,
+        tag,
+    }
+}
+
 /// Fetches a manifest by digest from peers and records it in `name`.
 async fn adopt_from_peers(
     state: &RegistryState,
@@ -96,16 +114,7 @@ async fn adopt_from_peers(
         .store
         .put_manifest(
             name,
-            ManifestPut {
-                digest: digest.clone(),
-                media_type: parsed.media_type,
-                bytes: Bytes::from(bytes),
-                references: parsed.references,
-                subject: parsed.subject,
-                artifact_type: parsed.artifact_type,
-                annotations: parsed.annotations,
-                tag: None,
-            },
+            manifest_put(digest.clone(), Bytes::from(bytes), parsed, None),
         )
         .await?;
     state
@@ -257,24 +266,13 @@ pub async fn put(
         }
     }
     let subject = parsed.subject.clone();
+    let tag = match reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
     state
         .store
-        .put_manifest(
-            name,
-            ManifestPut {
-                digest: digest.clone(),
-                media_type: parsed.media_type,
-                bytes,
-                references: parsed.references,
-                subject: parsed.subject,
-                artifact_type: parsed.artifact_type,
-                annotations: parsed.annotations,
-                tag: match reference {
-                    Reference::Tag(t) => Some(t),
-                    Reference::Digest(_) => None,
-                },
-            },
-        )
+        .put_manifest(name, manifest_put(digest.clone(), bytes, parsed, tag))
         .await?;
     let mut response = (
         StatusCode::CREATED,
