@@ -8,9 +8,13 @@
 //! [`CHUNK_TIMEOUT`] is dropped the same way. The assembled file is hashed
 //! whole before it is committed (and, by the store, announced).
 //!
-//! Not yet (swarm issue): rarest-first over have-maps, end-game duplicate
-//! requests, throughput scoring, bans that outlive one fetch, resuming after
-//! a restart, and streaming verified chunks to the client before the end.
+//! End-game: when nothing is left to hand out, a chunk outstanding for
+//! [`ENDGAME_AFTER`] is asked of an idle provider too; the first good copy
+//! wins and the other request is abandoned.
+//!
+//! Not yet (swarm issue): rarest-first over have-maps, throughput scoring,
+//! bans that outlive one fetch, resuming after a restart, and streaming
+//! verified chunks to the client before the end.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,10 @@ pub const STREAMS_PER_PEER: usize = 4;
 pub const FIND_DEADLINE: Duration = Duration::from_secs(2);
 /// How long one request may take before its peer counts as stalled.
 pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+/// End-game: once nothing is left to hand out, a chunk requested this long
+/// ago and not yet delivered is asked of an idle provider too; the first
+/// good copy wins and the slow request is abandoned.
+pub const ENDGAME_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -91,12 +99,15 @@ struct Shared {
     verifier: ChainVerifier,
     /// Chunks requested and not yet checked.
     in_flight: usize,
+    /// Per chunk requested: when it was first asked for, and how many
+    /// requests for it are outstanding (2 in the end-game).
+    pending: HashMap<u32, (Instant, u32)>,
     /// Per chunk: who sent bytes that failed, and a fingerprint of them.
     failures: HashMap<u32, Vec<(PeerId, Digest)>>,
     /// Set when honest-looking chunks prove the map false.
     map_forged: bool,
     /// Chunks written to the partial file.
-    stored: Vec<u32>,
+    stored: std::collections::BTreeSet<u32>,
     /// Peers whose bytes failed under this map: none of their streams gets
     /// another chunk in this round.
     rejected: std::collections::HashSet<PeerId>,
@@ -268,6 +279,7 @@ impl Fetcher {
                 queue,
                 verifier,
                 in_flight: 0,
+                pending: HashMap::new(),
                 failures: HashMap::new(),
                 map_forged: false,
                 stored: have.into_iter().collect(),
@@ -313,7 +325,7 @@ impl Fetcher {
                 self.metrics.observe_fetch(started.elapsed());
                 return Ok(info);
             }
-            carried = Some((partial.clone(), state.stored.clone()));
+            carried = Some((partial.clone(), state.stored.iter().copied().collect()));
             // Either two peers agreed on bytes the map rejects, or the blob
             // could not be completed under this map: its backers are banned,
             // the others get another chance under the next candidate map.
@@ -352,6 +364,18 @@ enum Outcome {
     Rejected,
     /// The peer did not answer properly (timeout, error, wrong reply).
     Broken,
+    /// Another request stored the chunk first (end-game); this one was cut.
+    Abandoned,
+}
+
+/// The longest-outstanding chunk that only one request is waiting for, if
+/// it has waited at least [`ENDGAME_AFTER`].
+fn endgame_pick(pending: &HashMap<u32, (Instant, u32)>) -> Option<u32> {
+    pending
+        .iter()
+        .filter(|(_, (since, holders))| *holders == 1 && since.elapsed() >= ENDGAME_AFTER)
+        .min_by_key(|(_, (since, _))| *since)
+        .map(|(i, _)| *i)
 }
 
 /// What the worker should do next.
@@ -374,6 +398,13 @@ impl WorkerCtx {
                     Next::Wait
                 } else if let Some(i) = s.queue.pop_front() {
                     s.in_flight += 1;
+                    s.pending.entry(i).or_insert((Instant::now(), 0)).1 += 1;
+                    Next::Chunk(i)
+                } else if let Some(i) = endgame_pick(&s.pending) {
+                    s.in_flight += 1;
+                    if let Some(p) = s.pending.get_mut(&i) {
+                        p.1 += 1;
+                    }
                     Next::Chunk(i)
                 } else if s.in_flight > 0 {
                     // Another worker's chunk may still fail and come back.
@@ -391,10 +422,26 @@ impl WorkerCtx {
                 }
                 Next::Done => return Some(session),
             };
-            let outcome = self.one_chunk(&mut session, index).await;
+            let outcome = tokio::select! {
+                outcome = self.one_chunk(&mut session, index) => outcome,
+                () = self.until_stored(index) => Outcome::Abandoned,
+            };
             let mut s = self.shared.lock().await;
             s.in_flight -= 1;
-            if outcome != Outcome::Stored {
+            let others = match s.pending.get_mut(&index) {
+                Some(p) => {
+                    p.1 -= 1;
+                    p.1
+                }
+                None => 0,
+            };
+            if others == 0 {
+                s.pending.remove(&index);
+            }
+            if !matches!(outcome, Outcome::Stored | Outcome::Abandoned)
+                && others == 0
+                && !s.stored.contains(&index)
+            {
                 s.queue.push_back(index);
             }
             drop(s);
@@ -405,8 +452,30 @@ impl WorkerCtx {
                 // now, but if the map turns out to be the lie it is asked
                 // again under the next one.
                 Outcome::Rejected => return Some(session),
+                // A request left half-answered leaves the stream unusable.
                 Outcome::Broken => return None,
+                // It was outrun by a duplicate request after the end-game
+                // wait: too slow (or stalled) to keep for this fetch.
+                Outcome::Abandoned => {
+                    tracing::debug!(peer = %self.peer, index, "request outrun in the end-game; dropping the peer");
+                    Metrics::add(&self.metrics.peers_banned_total, 1);
+                    return None;
+                }
             }
+        }
+    }
+
+    /// Completes once another request has stored chunk `index`.
+    async fn until_stored(&self, index: u32) {
+        loop {
+            let notified = self.wake.notified();
+            {
+                let s = self.shared.lock().await;
+                if s.stored.contains(&index) || s.map_forged {
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         }
     }
 
@@ -433,6 +502,10 @@ impl WorkerCtx {
         Metrics::add(&self.metrics.p2p_bytes_received_total, bytes.len() as u64);
         let fingerprint = Digest::sha256_of(&bytes);
         let mut s = self.shared.lock().await;
+        if s.stored.contains(&index) {
+            // The end-game's other copy arrived first.
+            return Outcome::Stored;
+        }
         if let Err(e) = s.verifier.check(index, &bytes) {
             Metrics::add(&self.metrics.chunks_rejected_total, 1);
             // Two different peers sending the same bytes that fail the same
@@ -458,7 +531,7 @@ impl WorkerCtx {
         Metrics::add(&self.metrics.chunks_verified_total, 1);
         match self.partial.write_at(offset, bytes).await {
             Ok(()) => {
-                self.shared.lock().await.stored.push(index);
+                self.shared.lock().await.stored.insert(index);
                 Outcome::Stored
             }
             Err(_) => Outcome::Broken,
