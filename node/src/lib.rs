@@ -8,3 +8,4 @@ pub mod network;
 pub mod registry;
 pub mod store;
 pub mod transfer;
+pub mod upstream;
