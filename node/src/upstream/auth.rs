@@ -137,17 +137,24 @@ impl AuthCache {
 pub(crate) struct AuthContext<'a> {
     pub http: &'a reqwest::Client,
     pub cache: &'a Mutex<AuthCache>,
+    /// Held while a token is fetched, so the requests of one pull that all
+    /// drew a 401 at once wait for one token instead of each asking for
+    /// their own (one at a time for all hosts: token fetches are rare and
+    /// bounded by the request timeout).
+    pub fetching: &'a tokio::sync::Mutex<()>,
     pub retry: &'a RetryPolicy,
     pub request_timeout: Duration,
 }
 
 impl AuthContext<'_> {
-    /// Answers a 401 carrying `headers` for `repo` on `endpoint`.
+    /// Answers a 401 carrying `headers` for `repo` on `endpoint`, which
+    /// refused `rejected`.
     pub async fn authorize(
         &self,
         endpoint: &Endpoint,
         repo: &RepoName,
         headers: &header::HeaderMap,
+        rejected: Option<&Auth>,
     ) -> Result<Auth, UpstreamError> {
         let challenges: Vec<Challenge> = headers
             .get_all(header::WWW_AUTHENTICATE)
@@ -160,6 +167,14 @@ impl AuthContext<'_> {
             reason,
         };
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let _turn = self.fetching.lock().await;
+            // Someone else may have fetched one while this request waited.
+            if let Some(fresh @ Auth::Bearer(_)) =
+                self.lock().lookup(endpoint, repo, Instant::now())
+                && Some(&fresh) != rejected
+            {
+                return Ok(fresh);
+            }
             let asked_at = Instant::now();
             let (token, lifetime) = self.fetch_token(endpoint, repo, bearer).await?;
             self.lock().insert_token(

@@ -34,6 +34,7 @@ struct Inner {
     retry: RetryPolicy,
     request_timeout: Duration,
     auth: Mutex<AuthCache>,
+    fetching_token: tokio::sync::Mutex<()>,
 }
 
 /// One call to a registry's `/v2/<repo>/…` API.
@@ -73,6 +74,7 @@ impl UpstreamClient {
                 retry: RetryPolicy::new(settings.retries(), settings.request_timeout),
                 request_timeout: settings.request_timeout,
                 auth: Mutex::new(AuthCache::default()),
+                fetching_token: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -105,6 +107,7 @@ impl UpstreamClient {
         let context = AuthContext {
             http: &self.inner.http,
             cache: &self.inner.auth,
+            fetching: &self.inner.fetching_token,
             retry: &self.inner.retry,
             request_timeout: self.inner.request_timeout,
         };
@@ -131,7 +134,7 @@ impl UpstreamClient {
                     answered_challenge = true;
                     auth = Some(
                         context
-                            .authorize(&endpoint, call.repo, response.headers())
+                            .authorize(&endpoint, call.repo, response.headers(), auth.as_ref())
                             .await?,
                     );
                 }

@@ -86,6 +86,29 @@ async fn one_token_serves_many_requests() {
 }
 
 #[tokio::test]
+async fn a_burst_of_requests_waits_for_one_token() {
+    let (fake, layer) = registry(bearer("alice", "s3cret", Some(300))).await;
+    let client = client_with_credentials(&fake.base, "alice", "s3cret");
+    let digest = shoal_protocol::Digest::sha256_of(&layer);
+    let pulls = (0..8).map(|i| {
+        let (client, host, digest) = (client.clone(), fake.host.clone(), digest.clone());
+        tokio::spawn(async move {
+            let blob = client.blob(&host, &repo(), &digest, i).await?;
+            Ok::<_, UpstreamError>(collect(blob).await)
+        })
+    });
+    for (i, pull) in futures_util::future::join_all(pulls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = pull.expect("task").expect("blob");
+        assert_eq!(bytes, &layer[i..]);
+    }
+    assert_eq!(fake.state.token_hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn anonymous_tokens_and_expiry() {
     let (fake, _) = registry(FakeAuth::Bearer {
         credentials: None,
