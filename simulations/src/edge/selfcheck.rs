@@ -1,0 +1,111 @@
+//! `edge_bench self-check`: measures what the shaped links carry, so a
+//! benchmark result can be trusted to reflect U0, u and d.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::cmd::in_namespace;
+use super::lab::{Host, Lab};
+use super::params::Site;
+use super::transfer::{READY, Received};
+
+const PORT: u16 = 7000;
+/// Each transfer lasts about this long at the expected rate.
+const SECONDS: f64 = 3.0;
+/// TCP payload per full Ethernet frame: 1448 of 1514 bytes (tbf counts
+/// the headers, the receiver does not).
+pub const PAYLOAD_SHARE: f64 = 1448.0 / 1514.0;
+/// Measured goodput must be within this band of rate × payload share.
+const TOLERANCE: (f64, f64) = (0.90, 1.05);
+
+/// One measured path.
+#[derive(Debug, Clone)]
+pub struct PathCheck {
+    pub label: String,
+    pub rate_mbit: f64,
+    pub measured: Received,
+}
+
+impl PathCheck {
+    /// Measured goodput over the goodput a perfectly shaped link gives.
+    pub fn ratio(&self) -> f64 {
+        self.measured.mbit_per_s() / (self.rate_mbit * PAYLOAD_SHARE)
+    }
+
+    pub fn ok(&self) -> bool {
+        (TOLERANCE.0..=TOLERANCE.1).contains(&self.ratio())
+    }
+}
+
+/// Origin → host 0 (limited by min(U0, d)) and host 0 → host 1 (limited
+/// by min(u, d)), one at a time.
+pub async fn run(exe: &Path, lab: &Lab, site: &Site) -> anyhow::Result<Vec<PathCheck>> {
+    let r = site.rates;
+    let h0 = lab.hosts.first().context("the self-check needs a host")?;
+    let mut checks = vec![
+        measure(
+            exe,
+            &lab.origin,
+            h0,
+            "origin → h0",
+            r.origin_mbit.min(r.down_mbit),
+        )
+        .await?,
+    ];
+    if let Some(h1) = lab.hosts.get(1) {
+        checks.push(measure(exe, h0, h1, "h0 → h1", r.up_mbit.min(r.down_mbit)).await?);
+    }
+    Ok(checks)
+}
+
+async fn measure(
+    exe: &Path,
+    from: &Host,
+    to: &Host,
+    label: &str,
+    rate_mbit: f64,
+) -> anyhow::Result<PathCheck> {
+    let addr = SocketAddr::from((from.ip, PORT));
+    let bytes = (rate_mbit * 1e6 / 8.0 * SECONDS) as u64;
+    let mut sender = in_namespace(&from.ns, exe)
+        .args(["send-bytes", "--listen", &addr.to_string(), "--bytes"])
+        .arg(bytes.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the sender")?;
+    let stdout = sender.stdout.take().context("sender stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    anyhow::ensure!(
+        matches!(&ready, Ok(Ok(Some(l))) if l == READY),
+        "the sender in {} did not start: {ready:?}",
+        from.ns
+    );
+    let out = in_namespace(&to.ns, exe)
+        .args(["recv-bytes", "--connect", &addr.to_string()])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "receiving in {}: {}",
+        to.ns,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let measured: Received = serde_json::from_slice(&out.stdout).context("receiver output")?;
+    anyhow::ensure!(
+        measured.bytes == bytes,
+        "received {} of {bytes} bytes",
+        measured.bytes
+    );
+    let _ = sender.wait().await;
+    Ok(PathCheck {
+        label: label.to_owned(),
+        rate_mbit,
+        measured,
+    })
+}
