@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::transfer::{Fetcher, TransferServer};
+use crate::transfer::{Downloads, Fetcher, TransferServer};
 
 use crate::config::NodeConfig;
 use crate::registry::{self, RegistryState};
@@ -82,11 +82,12 @@ pub async fn serve(
         )?;
         tracing::info!(peer_id = %handle.peer_id(), "p2p started");
         tokio::spawn(crate::announcer::run(store.clone(), handle.clone()));
-        let server = TransferServer::new(store.clone(), metrics.clone());
+        let downloads = Downloads::default();
+        let server = TransferServer::new(store.clone(), metrics.clone(), downloads.clone());
         #[cfg(feature = "test-liars")]
         let server = server.lying(config.p2p.liar);
         tokio::spawn(server.run(handle.stream_control(), stop.clone()));
-        let fetcher = Fetcher::new(handle.clone(), store.clone(), metrics.clone());
+        let fetcher = Fetcher::new(handle.clone(), store.clone(), metrics.clone(), downloads);
         state = state.with_peers(fetcher, metrics.clone());
         Some(handle)
     } else {

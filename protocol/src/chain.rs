@@ -416,9 +416,52 @@ impl ChainVerifier {
         self.proven_from == 0
     }
 
-    /// Checks chunk `index`.
+    /// Checks chunk `index` and records it.
     pub fn check(&mut self, index: u32, bytes: &[u8]) -> Result<ChunkVerdict, ChunkCheckError> {
-        let plan = self.map.plan;
+        match self.map.judge(&self.digest, index, bytes) {
+            Ok(()) => Ok(self.accept(index)),
+            Err(ChunkCheckError::MapMismatch { index, .. }) => Err(ChunkCheckError::MapMismatch {
+                index,
+                end_proven: self.is_proven(index + 1),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records chunk `index` as consistent: call only after
+    /// [`ChunkMap::judge`] passed it against this verifier's map and digest
+    /// (judging needs no `&mut`, so it can run outside a lock).
+    pub fn accept(&mut self, index: u32) -> ChunkVerdict {
+        let Some(flag) = self.consistent.get_mut(index as usize) else {
+            return ChunkVerdict::Consistent;
+        };
+        *flag = true;
+        let before = self.proven_from;
+        // Proof runs down from the end through consistent chunks.
+        // (The last chunk is consistent only if it finished to the digest.)
+        while self.proven_from > 0 && self.consistent[self.proven_from as usize - 1] {
+            self.proven_from -= 1;
+        }
+        if self.proven_from < before {
+            ChunkVerdict::Proven(self.proven_from..before)
+        } else {
+            ChunkVerdict::Consistent
+        }
+    }
+
+    /// The map this verifier checks against.
+    pub fn map(&self) -> &ChunkMap {
+        &self.map
+    }
+}
+
+impl ChunkMap {
+    /// Whether `bytes` are chunk `index` under this map, for a blob whose
+    /// digest is `digest`: they lead from the state before the chunk to the
+    /// state after it (the last chunk: they finish to the digest). Pure.
+    /// A `MapMismatch` from here never claims `end_proven`.
+    pub fn judge(&self, digest: &Digest, index: u32, bytes: &[u8]) -> Result<(), ChunkCheckError> {
+        let plan = self.plan;
         let expected = plan.len_of(index)?;
         if bytes.len() != expected as usize {
             return Err(ChunkCheckError::WrongLength {
@@ -427,33 +470,24 @@ impl ChainVerifier {
                 found: bytes.len(),
             });
         }
-        let last = index + 1 == plan.count();
-        let mut state = self.map.start_state(index);
-        if last {
-            if state.finish(bytes, plan.size()) != self.digest {
+        if self.algorithm != digest.algorithm() {
+            return Err(ChunkCheckError::DigestMismatch { index });
+        }
+        let mut state = self.start_state(index);
+        if index + 1 == plan.count() {
+            if state.finish(bytes, plan.size()) != *digest {
                 return Err(ChunkCheckError::DigestMismatch { index });
             }
         } else {
             state.absorb(bytes);
-            if state != self.map.states[index as usize] {
+            if state != self.states[index as usize] {
                 return Err(ChunkCheckError::MapMismatch {
                     index,
-                    end_proven: self.is_proven(index + 1),
+                    end_proven: false,
                 });
             }
         }
-        self.consistent[index as usize] = true;
-        let before = self.proven_from;
-        // Proof runs down from the end through consistent chunks.
-        // (The last chunk is consistent only if it finished to the digest.)
-        while self.proven_from > 0 && self.consistent[self.proven_from as usize - 1] {
-            self.proven_from -= 1;
-        }
-        Ok(if self.proven_from < before {
-            ChunkVerdict::Proven(self.proven_from..before)
-        } else {
-            ChunkVerdict::Consistent
-        })
+        Ok(())
     }
 }
 

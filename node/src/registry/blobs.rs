@@ -19,7 +19,7 @@ use super::error::{ErrorCode, RegistryError, RegistryResult};
 use super::path::parse_digest;
 use super::range::{RangeRequest, parse_range};
 use super::request::RequestParts;
-use crate::transfer::FetchError;
+use crate::transfer::{FetchError, Finished};
 
 pub async fn get(
     state: &RegistryState,
@@ -31,6 +31,16 @@ pub async fn get(
     let blob = match state.store.open_blob(&digest).await? {
         Some(blob) => blob,
         None if req.is_head() => return head_from_peers(state, &digest).await,
+        None if req.header("range").is_none() => {
+            if let Some(response) = stream_from_peers(state, &digest).await? {
+                return Ok(response);
+            }
+            state
+                .store
+                .open_blob(&digest)
+                .await?
+                .ok_or_else(|| unknown(&digest))?
+        }
         None => {
             fetch_from_peers(state, &digest).await?;
             state
@@ -97,6 +107,54 @@ pub async fn get(
 
 fn unknown(digest: &Digest) -> RegistryError {
     RegistryError::new(ErrorCode::BlobUnknown, format!("blob {digest} is unknown"))
+}
+
+/// Starts (or joins) the fetch of a blob from peers and streams it to the
+/// client as its chunks are checked, in order; the last chunk only once
+/// the whole blob has its digest — if it never does, the body ends in an
+/// error and the connection is cut, so a client never gets a complete
+/// wrong blob. `None` when the blob became local meanwhile (serve it from
+/// the store); `BLOB_UNKNOWN` when no peer has it.
+async fn stream_from_peers(
+    state: &RegistryState,
+    digest: &Digest,
+) -> RegistryResult<Option<Response>> {
+    let Some(fetcher) = &state.fetcher else {
+        return Err(unknown(digest));
+    };
+    let download = fetcher.begin(digest);
+    let progress = download.started().await;
+    let size = match (&progress.finished, progress.size) {
+        (Some(Finished::Committed(_)), _) => return Ok(None),
+        (Some(Finished::Failed { reason, .. }), _) => {
+            tracing::info!(%digest, %reason, "not available from peers");
+            return Err(unknown(digest));
+        }
+        (None, Some(size)) => size,
+        (None, None) => return Err(unknown(digest)),
+    };
+    let digest_header = header_value(&digest.to_string());
+    let mut response = (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest_header,
+            ),
+            (header::ETAG, header_value(&format!("\"{digest}\""))),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+        ],
+        Body::from_stream(download.body()),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(Some(response))
 }
 
 /// Makes a blob local from peers; `BLOB_UNKNOWN` when none has it. The

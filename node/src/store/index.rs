@@ -6,6 +6,7 @@
 //! - `tags`:      `<repo>\0<tag>` → `<digest>`
 //! - `referrers`: `<repo>\0<subject>\0<digest>` → empty
 //! - `uploads`:   `<uuid>` → [`UploadEntry`]
+//! - `maps`:      `<digest>` → encoded chunk map (derived from the blob; a cache)
 //! - `meta`:      `clean` → present only between a clean close and the next open
 
 use std::collections::BTreeSet;
@@ -37,6 +38,7 @@ pub struct Index {
     pub tags: sled::Tree,
     pub referrers: sled::Tree,
     pub uploads: sled::Tree,
+    pub maps: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -95,6 +97,7 @@ impl Index {
             tags: db.open_tree("tags")?,
             referrers: db.open_tree("referrers")?,
             uploads: db.open_tree("uploads")?,
+            maps: db.open_tree("maps")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -126,6 +129,7 @@ impl Index {
             &self.tags,
             &self.referrers,
             &self.uploads,
+            &self.maps,
         ] {
             tree.clear()?;
         }
@@ -148,6 +152,7 @@ impl Index {
     }
 
     pub fn remove_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.maps.remove(digest.to_string())?;
         Ok(self.blobs.remove(digest.to_string())?.is_some())
     }
 

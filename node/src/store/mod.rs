@@ -8,14 +8,14 @@
 //! repos/<repo>/_manifests/<alg>-<hex>   one empty marker per manifest held in <repo>
 //! repos/<repo>/_tags/<tag>          file holding the digest string the tag points to
 //! uploads/<uuid>/data, /repo         bytes and repository of an upload session
+//! partial/<alg>-<hex>/{data,have}  blobs still arriving from peers, with their chunk bitmap
 //! tmp/                              temporary files; emptied on open
 //! index/                            sled database (rebuildable)
 //! ```
 //!
 //! Manifest bodies are blobs like any other; the repo files record which
 //! repository holds which manifest and tag, so a deleted index loses nothing.
-//! Room is left for the peer-to-peer path: `partial/<alg>/<hex>` with a chunk
-//! bitmap in the index will hold blobs still arriving from peers.
+//! Partial blobs survive a restart so a download resumes (see `partial`).
 //!
 //! API surface (implemented by the submodules):
 //!
@@ -52,6 +52,7 @@
 //! - `Store::cancel_upload(&UploadId) -> Result<bool, StoreError>` (async)
 
 mod blobs;
+mod chunk_maps;
 mod error;
 mod fsutil;
 mod index;

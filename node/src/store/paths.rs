@@ -29,6 +29,15 @@ impl Layout {
             .join(digest.hex())
     }
 
+    pub fn partials(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+
+    pub fn partial(&self, digest: &Digest) -> PathBuf {
+        self.partials()
+            .join(format!("{}-{}", digest.algorithm().name(), digest.hex()))
+    }
+
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }

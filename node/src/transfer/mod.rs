@@ -1,12 +1,20 @@
 //! The transfer protocol over libp2p streams: a server answering from the
-//! store and a fetcher assembling blobs from several providers, verified
-//! chunk by chunk (`protocol/src/chain.rs`) and as a whole.
+//! store (and from downloads still under way) and a fetcher assembling
+//! blobs from several providers, verified chunk by chunk
+//! (`protocol/src/chain.rs`) and as a whole.
 
+mod downloads;
 mod fetch;
 mod framed;
+mod peers;
+mod schedule;
 mod server;
+mod session;
+mod worker;
 
+pub use downloads::{Download, Downloads, Finished, PartialView, Progress};
 pub use fetch::{FetchError, Fetcher};
+pub use peers::PeerBook;
 #[cfg(feature = "test-liars")]
 pub use server::LiarMode;
 pub use server::TransferServer;

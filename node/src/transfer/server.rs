@@ -1,8 +1,15 @@
-//! Answers other peers' transfer requests from the local store.
+//! Answers other peers' transfer requests from the local store, and from
+//! downloads still under way: a blob that is arriving is offered chunk by
+//! chunk, each only once it was checked against the chunk map in use
+//! (`Info` says `complete: false`; `Have` says which chunks).
 //!
 //! The accept loop only hands each stream to its own task (libp2p-stream
 //! drops streams when its accept queue is full, so it must stay tight); at
 //! most [`MAX_INBOUND_STREAMS`] are served at once, the rest are dropped.
+//!
+//! Chunk maps of committed blobs are computed once, when the blob is
+//! committed (in the background, one at a time), and kept in the store, so
+//! a first request does not wait for the whole blob to be hashed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::downloads::Downloads;
 use super::framed::{self, FrameError, FrameReader};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreEvent};
 
 pub const MAX_INBOUND_STREAMS: usize = 64;
 /// Chunk maps kept in memory; computing one reads the whole blob.
@@ -29,6 +37,7 @@ const MAP_CACHE: usize = 256;
 pub struct TransferServer {
     store: Store,
     metrics: Arc<Metrics>,
+    downloads: Downloads,
     maps: Arc<Mutex<HashMap<Digest, Arc<ChunkMap>>>>,
     #[cfg(feature = "test-liars")]
     liar: Option<LiarMode>,
@@ -47,13 +56,16 @@ pub enum LiarMode {
     Stall,
     /// Sends half a chunk frame, then closes the stream.
     Disconnect,
+    /// Honest, but waits 50 ms before every chunk (a slow link).
+    Slow,
 }
 
 impl TransferServer {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> TransferServer {
+    pub fn new(store: Store, metrics: Arc<Metrics>, downloads: Downloads) -> TransferServer {
         TransferServer {
             store,
             metrics,
+            downloads,
             maps: Arc::default(),
             #[cfg(feature = "test-liars")]
             liar: None,
@@ -74,6 +86,7 @@ impl TransferServer {
                 return;
             }
         };
+        tokio::spawn(self.clone().warm_maps(stop.clone()));
         let slots = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
         loop {
             let (peer, stream) = tokio::select! {
@@ -118,6 +131,7 @@ impl TransferServer {
                     Lie::Stall => {
                         std::future::pending::<()>().await;
                     }
+                    Lie::Delay(d) => tokio::time::sleep(d).await,
                     Lie::Cut(frame) => {
                         use futures_util::AsyncWriteExt;
                         stream.write_all(&frame).await?;
@@ -134,6 +148,33 @@ impl TransferServer {
         }
     }
 
+    /// Computes the chunk map of every blob committed from now on that has
+    /// none yet, one at a time.
+    async fn warm_maps(self, stop: CancellationToken) {
+        let mut events = self.store.subscribe();
+        loop {
+            let event = tokio::select! {
+                () = stop.cancelled() => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(StoreEvent::Committed(digest)) => {
+                    if matches!(self.store.chunk_map(&digest), Ok(None)) {
+                        let _ = self.map(&digest).await;
+                    }
+                }
+                Ok(StoreEvent::Deleted(digest)) => {
+                    if let Ok(mut maps) = self.maps.lock() {
+                        maps.remove(&digest);
+                    }
+                }
+                // Missed some: they get their maps when first asked.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
     async fn answer(&self, request: Message) -> Message {
         match request {
             Message::GetInfo { digest } => match self.store.blob_size(&digest) {
@@ -146,14 +187,50 @@ impl TransferServer {
                     },
                     Err(e) => refused(e),
                 },
-                _ => Message::NotFound { digest },
+                _ => match self.partial(&digest) {
+                    Some(view) => Message::Info {
+                        digest,
+                        size: view.plan().size(),
+                        chunk_size: view.plan().chunk_size(),
+                        complete: false,
+                    },
+                    None => Message::NotFound { digest },
+                },
             },
             Message::GetMap { digest } => match self.map(&digest).await {
                 Some(map) => Message::Map {
                     digest,
                     map: (*map).clone(),
                 },
-                None => Message::NotFound { digest },
+                None => match self.partial(&digest) {
+                    Some(view) => Message::Map {
+                        digest,
+                        map: (*view.map).clone(),
+                    },
+                    None => Message::NotFound { digest },
+                },
+            },
+            Message::GetHave { digest } => match self.store.blob_size(&digest) {
+                Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
+                    Ok(plan) => {
+                        let count = plan.count() as usize;
+                        let mut bitmap = vec![0xffu8; count.div_ceil(8)];
+                        if !count.is_multiple_of(8)
+                            && let Some(last) = bitmap.last_mut()
+                        {
+                            *last = 0xff << (8 - count % 8);
+                        }
+                        Message::Have { digest, bitmap }
+                    }
+                    Err(e) => refused(e),
+                },
+                _ => match self.partial(&digest) {
+                    Some(view) => Message::Have {
+                        digest,
+                        bitmap: view.bitmap(),
+                    },
+                    None => Message::NotFound { digest },
+                },
             },
             Message::GetChunk { digest, index } => match self.chunk(&digest, index).await {
                 Some(bytes) => Message::Chunk {
@@ -167,8 +244,25 @@ impl TransferServer {
         }
     }
 
+    /// The download of `digest` under way, if it has a chunk map yet.
+    fn partial(&self, digest: &Digest) -> Option<super::downloads::PartialView> {
+        self.downloads.get(digest)?.view()
+    }
+
     async fn chunk(&self, digest: &Digest, index: u32) -> Option<Vec<u8>> {
-        let blob = self.store.open_blob(digest).await.ok()??;
+        let Some(blob) = self.store.open_blob(digest).await.ok()? else {
+            // Not committed: a checked chunk of a download under way.
+            let view = self.partial(digest)?;
+            if !view.checked.get(index as usize).copied().unwrap_or(false) {
+                return None;
+            }
+            let range = view.plan().range(index).ok()?;
+            return view
+                .partial
+                .read_at(range.start, (range.end - range.start) as usize)
+                .await
+                .ok();
+        };
         let plan = ChunkPlan::for_size(blob.size, DEFAULT_CHUNK_SIZE).ok()?;
         let range = plan.range(index).ok()?;
         let mut file = blob.file;
@@ -180,17 +274,40 @@ impl TransferServer {
         Some(bytes)
     }
 
-    /// The chunk map of a stored blob, computed once and cached. A blob
-    /// whose file no longer hashes to its name is not served at all.
+    /// The chunk map of a committed blob: from memory, from the store, or
+    /// computed (and then kept in both). A blob whose file no longer hashes
+    /// to its name is not served at all.
     async fn map(&self, digest: &Digest) -> Option<Arc<ChunkMap>> {
         if let Some(map) = self.maps.lock().ok()?.get(digest) {
             return Some(map.clone());
         }
+        let size = self.store.blob_size(digest).ok()??;
+        let map = match self.store.chunk_map(digest).ok()? {
+            Some(map) if map.plan().size() == size => map,
+            _ => {
+                let map = self.compute_map(digest).await?;
+                if let Err(e) = self.store.put_chunk_map(digest, &map) {
+                    tracing::debug!(%digest, error = %e, "could not keep a chunk map");
+                }
+                map
+            }
+        };
+        let map = Arc::new(map);
+        if let Ok(mut maps) = self.maps.lock() {
+            if maps.len() >= MAP_CACHE {
+                maps.clear();
+            }
+            maps.insert(digest.clone(), map.clone());
+        }
+        Some(map)
+    }
+
+    async fn compute_map(&self, digest: &Digest) -> Option<ChunkMap> {
         let blob = self.store.open_blob(digest).await.ok()??;
         let plan = ChunkPlan::for_size(blob.size, DEFAULT_CHUNK_SIZE).ok()?;
         let file = blob.file.into_std().await;
         let expected = digest.clone();
-        let map = tokio::task::spawn_blocking(move || -> Option<ChunkMap> {
+        tokio::task::spawn_blocking(move || -> Option<ChunkMap> {
             use std::io::Read;
             let mut file = file;
             let mut builder = ChunkMapBuilder::new(expected.algorithm(), plan);
@@ -210,15 +327,7 @@ impl TransferServer {
             Some(map)
         })
         .await
-        .ok()??;
-        let map = Arc::new(map);
-        if let Ok(mut maps) = self.maps.lock() {
-            if maps.len() >= MAP_CACHE {
-                maps.clear();
-            }
-            maps.insert(digest.clone(), map.clone());
-        }
-        Some(map)
+        .ok()?
     }
 }
 
@@ -245,6 +354,7 @@ fn kind(m: &Message) -> &'static str {
 enum Lie {
     Send,
     Stall,
+    Delay(std::time::Duration),
     Cut(Vec<u8>),
 }
 
@@ -270,6 +380,7 @@ fn lie(mode: LiarMode, reply: &mut Message) -> Lie {
             Lie::Send
         }
         (LiarMode::Stall, Message::Chunk { .. }) => Lie::Stall,
+        (LiarMode::Slow, Message::Chunk { .. }) => Lie::Delay(std::time::Duration::from_millis(50)),
         (LiarMode::Disconnect, reply @ Message::Chunk { .. }) => {
             let frame = shoal_protocol::wire::encode_frame(reply);
             Lie::Cut(frame[..frame.len() / 2].to_vec())

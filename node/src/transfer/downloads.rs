@@ -1,0 +1,328 @@
+//! Blobs being downloaded right now: one entry per digest, shared by every
+//! client waiting for the blob, by the transfer server (which re-serves
+//! checked chunks to other peers before the blob is complete), and by the
+//! task doing the download.
+//!
+//! Progress is published on a `watch` channel. A client streaming the blob
+//! is given the checked chunks in order as they arrive, all but the last:
+//! the last is released only once the whole chain is proven, i.e. the
+//! bytes have the blob's digest. If the download fails instead, the
+//! stream ends in an error and the client's connection is cut short —
+//! never completed with wrong bytes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use shoal_protocol::Digest;
+use shoal_protocol::chain::ChunkMap;
+use shoal_protocol::chunk::ChunkPlan;
+use tokio::sync::watch;
+
+use crate::store::{BlobInfo, PartialBlob};
+
+/// Largest piece handed to a streaming client at once.
+const STREAM_PIECE: u64 = 1024 * 1024;
+
+/// How a download ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    Committed(BlobInfo),
+    /// `not_found`: no peer (or upstream) had the blob at all.
+    Failed {
+        not_found: bool,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Known once a chunk map was chosen.
+    pub size: Option<u64>,
+    /// Bytes from the start a client may be sent now.
+    pub streamable: u64,
+    /// Bumped when the chunk map in use is replaced: bytes already
+    /// streamed under the old one can no longer be vouched for.
+    pub epoch: u32,
+    pub finished: Option<Finished>,
+}
+
+/// What the transfer server needs to serve a blob still arriving.
+#[derive(Debug, Clone)]
+pub struct PartialView {
+    pub partial: PartialBlob,
+    pub map: Arc<ChunkMap>,
+    /// One flag per chunk: written and checked against `map`.
+    pub checked: Vec<bool>,
+}
+
+impl PartialView {
+    pub fn plan(&self) -> ChunkPlan {
+        self.map.plan()
+    }
+
+    /// The wire form of `checked`: one bit per chunk, most significant first.
+    pub fn bitmap(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.checked.len().div_ceil(8)];
+        for (i, on) in self.checked.iter().enumerate() {
+            if *on {
+                out[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        out
+    }
+}
+
+/// One download's shared state. The download task writes; everyone reads.
+#[derive(Debug)]
+pub struct DownloadState {
+    pub digest: Digest,
+    view: Mutex<Option<PartialView>>,
+    progress: watch::Sender<Progress>,
+    /// Whether every chunk is proven (the last chunk may be released).
+    proven: Mutex<bool>,
+}
+
+impl DownloadState {
+    fn new(digest: Digest) -> DownloadState {
+        DownloadState {
+            digest,
+            view: Mutex::new(None),
+            progress: watch::channel(Progress::default()).0,
+            proven: Mutex::new(false),
+        }
+    }
+
+    fn view_mut<R>(&self, f: impl FnOnce(&mut Option<PartialView>) -> R) -> R {
+        let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut view)
+    }
+
+    pub fn view(&self) -> Option<PartialView> {
+        self.view_mut(|v| v.clone())
+    }
+
+    /// A chunk map was chosen (again): nothing checked under it yet.
+    pub fn set_map(&self, partial: PartialBlob, map: Arc<ChunkMap>) {
+        let count = map.plan().count() as usize;
+        let size = map.plan().size();
+        let replaced = self.view_mut(|v| {
+            let replaced = v.is_some();
+            *v = Some(PartialView {
+                partial,
+                map,
+                checked: vec![false; count],
+            });
+            replaced
+        });
+        self.progress.send_modify(|p| {
+            p.size = Some(size);
+            p.streamable = 0;
+            if replaced {
+                p.epoch += 1;
+            }
+        });
+    }
+
+    /// Chunk `index` is written and checked against the map.
+    pub fn mark_checked(&self, index: u32) {
+        let streamable = self.view_mut(|v| {
+            let view = v.as_mut()?;
+            *view.checked.get_mut(index as usize)? = true;
+            Some(self.streamable(view))
+        });
+        if let Some(s) = streamable {
+            self.progress.send_if_modified(|p| {
+                let grew = s > p.streamable;
+                p.streamable = p.streamable.max(s);
+                grew
+            });
+        }
+    }
+
+    /// Every chunk is proven: the whole blob has its digest.
+    pub fn mark_proven(&self) {
+        *self.proven.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let streamable = self.view_mut(|v| v.as_ref().map(|view| self.streamable(view)));
+        if let Some(s) = streamable {
+            self.progress
+                .send_modify(|p| p.streamable = p.streamable.max(s));
+        }
+    }
+
+    /// Bytes from the start that are checked, in order; the last chunk is
+    /// held back until the whole chain is proven.
+    fn streamable(&self, view: &PartialView) -> u64 {
+        let plan = view.plan();
+        let prefix = view.checked.iter().take_while(|c| **c).count() as u64;
+        let bytes = (prefix * u64::from(plan.chunk_size())).min(plan.size());
+        if *self.proven.lock().unwrap_or_else(|p| p.into_inner()) {
+            return bytes;
+        }
+        let last_start = u64::from(plan.count().saturating_sub(1)) * u64::from(plan.chunk_size());
+        bytes.min(last_start)
+    }
+
+    pub fn finish(&self, finished: Finished) {
+        self.progress.send_modify(|p| {
+            if let Finished::Committed(info) = &finished {
+                p.size = Some(info.size);
+                p.streamable = info.size;
+            }
+            p.finished = Some(finished);
+        });
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+}
+
+/// A handle on one download, for whoever waits for it.
+#[derive(Debug, Clone)]
+pub struct Download {
+    state: Arc<DownloadState>,
+}
+
+impl Download {
+    pub fn digest(&self) -> &Digest {
+        &self.state.digest
+    }
+
+    /// Waits until the size is known or the download ended; the progress
+    /// then.
+    pub async fn started(&self) -> Progress {
+        let mut rx = self.state.subscribe();
+        match rx
+            .wait_for(|p| p.size.is_some() || p.finished.is_some())
+            .await
+        {
+            Ok(p) => p.clone(),
+            Err(_) => gone(),
+        }
+    }
+
+    /// Waits until the download ended.
+    pub async fn finished(&self) -> Finished {
+        let mut rx = self.state.subscribe();
+        match rx.wait_for(|p| p.finished.is_some()).await {
+            Ok(p) => p.finished.clone().unwrap_or_else(gone_finished),
+            Err(_) => gone_finished(),
+        }
+    }
+
+    /// The blob's bytes in order, as they are checked (see the module
+    /// doc); ends in an error, never in wrong bytes.
+    pub fn body(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        let rx = self.state.subscribe();
+        let start_epoch = rx.borrow().epoch;
+        futures_util::stream::unfold(
+            (self, rx, 0u64, start_epoch),
+            |(dl, mut rx, offset, epoch)| async move {
+                loop {
+                    let p = rx.borrow_and_update().clone();
+                    if p.epoch != epoch && offset > 0 {
+                        return Some((
+                            Err(broken("the chunk map changed")),
+                            (dl, rx, offset, epoch),
+                        ));
+                    }
+                    if let Some(Finished::Failed { reason, .. }) = &p.finished {
+                        return Some((Err(broken(reason)), (dl, rx, offset, epoch)));
+                    }
+                    let size = p.size.unwrap_or(u64::MAX);
+                    if offset >= size {
+                        return None;
+                    }
+                    if p.streamable > offset {
+                        let len = (p.streamable - offset).min(STREAM_PIECE);
+                        let Some(view) = dl.state.view() else {
+                            return Some((Err(broken("no partial blob")), (dl, rx, offset, epoch)));
+                        };
+                        return match view.partial.read_at(offset, len as usize).await {
+                            Ok(bytes) => {
+                                Some((Ok(Bytes::from(bytes)), (dl, rx, offset + len, p.epoch)))
+                            }
+                            Err(e) => Some((Err(broken(e)), (dl, rx, offset, epoch))),
+                        };
+                    }
+                    if rx.changed().await.is_err() {
+                        return Some((Err(broken("download dropped")), (dl, rx, offset, epoch)));
+                    }
+                }
+            },
+        )
+    }
+}
+
+fn broken(reason: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("blob download failed: {reason}"))
+}
+
+fn gone() -> Progress {
+    Progress {
+        finished: Some(gone_finished()),
+        ..Progress::default()
+    }
+}
+
+fn gone_finished() -> Finished {
+    Finished::Failed {
+        not_found: false,
+        reason: "the download was dropped".into(),
+    }
+}
+
+/// Every download under way, by digest.
+#[derive(Debug, Clone, Default)]
+pub struct Downloads {
+    map: Arc<Mutex<HashMap<Digest, Arc<DownloadState>>>>,
+}
+
+impl Downloads {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Digest, Arc<DownloadState>>) -> R) -> R {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut map)
+    }
+
+    /// The download of `digest` under way, if any.
+    pub fn get(&self, digest: &Digest) -> Option<Arc<DownloadState>> {
+        self.with(|m| m.get(digest).cloned())
+    }
+
+    /// Joins the download of `digest`, or registers a new one and hands its
+    /// state to `start` (which must eventually call [`Downloads::end`]).
+    pub fn join_or_start(
+        &self,
+        digest: &Digest,
+        start: impl FnOnce(Arc<DownloadState>),
+    ) -> Download {
+        let (state, fresh) = self.with(|m| match m.get(digest) {
+            Some(s) => (s.clone(), false),
+            None => {
+                let s = Arc::new(DownloadState::new(digest.clone()));
+                m.insert(digest.clone(), s.clone());
+                (s, true)
+            }
+        });
+        if fresh {
+            start(state.clone());
+        }
+        Download { state }
+    }
+
+    /// Publishes how the download ended and forgets it.
+    pub fn end(&self, state: &DownloadState, finished: Finished) {
+        self.with(|m| m.remove(&state.digest));
+        state.finish(finished);
+    }
+
+    pub fn len(&self) -> usize {
+        self.with(|m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
