@@ -87,7 +87,13 @@ pub async fn serve(
         #[cfg(feature = "test-liars")]
         let server = server.lying(config.p2p.liar);
         tokio::spawn(server.run(handle.stream_control(), stop.clone()));
-        let fetcher = Fetcher::new(handle.clone(), store.clone(), metrics.clone(), downloads);
+        let fetcher = Fetcher::new(
+            handle.clone(),
+            store.clone(),
+            metrics.clone(),
+            downloads,
+            stop.clone(),
+        );
         state = state.with_peers(fetcher, metrics.clone());
         Some(handle)
     } else {

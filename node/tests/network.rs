@@ -8,6 +8,9 @@ use libp2p::identity::Keypair;
 use shoal_node::network::{self, NetworkHandle, NetworkOptions};
 use shoal_protocol::Digest;
 
+mod common;
+use common::Daemon;
+
 struct Node {
     handle: NetworkHandle,
     addr: Multiaddr,
@@ -128,115 +131,6 @@ async fn a_node_announces_ten_thousand_blobs() {
     for d in digests.iter().step_by(997) {
         let found = find_eventually(&b, d, &[a.handle.peer_id()]).await;
         assert!(found.contains(&a.handle.peer_id()), "{d}: {found:?}");
-    }
-}
-
-/// A whole node (store, registry, network) in this process.
-struct Daemon {
-    base: String,
-    p2p_addr: Multiaddr,
-    peer_id: libp2p::PeerId,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Daemon {
-    async fn start(
-        data_dir: &std::path::Path,
-        p2p_port: Option<u16>,
-        bootstrap: Vec<Multiaddr>,
-    ) -> Daemon {
-        Daemon::start_lying(data_dir, p2p_port, bootstrap, None).await
-    }
-
-    async fn start_lying(
-        data_dir: &std::path::Path,
-        p2p_port: Option<u16>,
-        bootstrap: Vec<Multiaddr>,
-        liar: Option<shoal_node::transfer::LiarMode>,
-    ) -> Daemon {
-        let peer_id = shoal_node::network::identity::load_or_create(data_dir)
-            .expect("identity")
-            .public()
-            .to_peer_id();
-        let p2p_port = p2p_port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port()
-        });
-        let mut config = shoal_node::config::NodeConfig {
-            data_dir: data_dir.to_path_buf(),
-            ..Default::default()
-        };
-        config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
-        config.p2p.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
-        config.p2p.mdns = false;
-        config.p2p.liar = liar;
-        config.shutdown_grace = Duration::from_secs(1);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            shoal_node::daemon::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("daemon runs");
-        });
-        Daemon {
-            base,
-            p2p_addr: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}")
-                .parse()
-                .expect("addr"),
-            peer_id,
-            stop,
-            task,
-        }
-    }
-
-    fn p2p_port(&self) -> u16 {
-        self.p2p_addr
-            .iter()
-            .find_map(|p| match p {
-                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                _ => None,
-            })
-            .expect("tcp port")
-    }
-
-    async fn push(&self, repo: &str, data: &[u8]) -> Digest {
-        let digest = Digest::sha256_of(data);
-        let resp = reqwest::Client::new()
-            .post(format!(
-                "{}/v2/{repo}/blobs/uploads/?digest={digest}",
-                self.base
-            ))
-            .body(data.to_vec())
-            .send()
-            .await
-            .expect("push");
-        assert_eq!(resp.status().as_u16(), 201);
-        digest
-    }
-
-    async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0)
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("daemon stops");
     }
 }
 

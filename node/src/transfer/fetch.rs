@@ -29,6 +29,7 @@ use shoal_protocol::Digest;
 use shoal_protocol::chain::{ChainVerifier, ChunkMap};
 use shoal_protocol::wire::Message;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::downloads::{Download, DownloadState, Downloads, Finished};
 use super::peers::{LIE_BAN, PeerBook};
@@ -62,6 +63,8 @@ pub enum FetchError {
     ProvidersFailed(Digest),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("the node is stopping")]
+    Stopped,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +75,9 @@ pub struct Fetcher {
     peers: PeerBook,
     downloads: Downloads,
     slots: Arc<Semaphore>,
+    /// Downloads stop with the node; their partial blobs stay for the next
+    /// run to resume.
+    stop: CancellationToken,
 }
 
 /// A provider that answered with a chunk map, and the stream it answered on.
@@ -104,6 +110,7 @@ impl Fetcher {
         store: Store,
         metrics: Arc<Metrics>,
         downloads: Downloads,
+        stop: CancellationToken,
     ) -> Fetcher {
         Fetcher {
             network,
@@ -112,6 +119,7 @@ impl Fetcher {
             peers: PeerBook::default(),
             downloads,
             slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
+            stop,
         }
     }
 
@@ -192,7 +200,14 @@ impl Fetcher {
                 }),
                 Ok(None) => {
                     let started = Instant::now();
-                    let result = self.download(&state).await;
+                    let result = tokio::select! {
+                        r = self.download(&state) => r,
+                        () = self.stop.cancelled() => Err(FetchError::Stopped),
+                    };
+                    if result.is_err() && state.view().is_some() {
+                        // It was announced as a partial provider.
+                        let _ = self.network.unprovide(&digest).await;
+                    }
                     if result.is_ok() {
                         self.metrics.observe_fetch(started.elapsed());
                     }
@@ -338,7 +353,15 @@ impl Fetcher {
                 .map_err(StoreError::from)??
             };
             let map = Arc::new(map);
+            let first_map = state.view().is_none();
             state.set_map(partial.clone(), map.clone());
+            if first_map {
+                // Checked chunks are served while the rest arrives: other
+                // nodes find this one as a (partial) provider.
+                if let Err(e) = self.network.provide(&digest).await {
+                    tracing::debug!(%digest, error = %e, "could not announce a partial blob");
+                }
+            }
             // What an earlier run (or an earlier map) left: kept if it
             // checks under this map.
             let mut stored = BTreeSet::new();
