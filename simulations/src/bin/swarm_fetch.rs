@@ -55,6 +55,15 @@ fn providers(n: usize) -> anyhow::Result<(Vec<ShoalNode>, String)> {
     Ok((nodes, addrs.join(",")))
 }
 
+/// CPU time (user + system) used so far by the processes `pids`.
+fn total_cpu(pids: &[u32]) -> anyhow::Result<Duration> {
+    let mut total = Duration::ZERO;
+    for pid in pids {
+        total += shoal_simulations::proc_stats::cpu_time(*pid)?;
+    }
+    Ok(total)
+}
+
 /// Waits until `node` answers HEAD for the blob (it found a provider).
 async fn wait_visible(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -95,8 +104,10 @@ async fn main() -> anyhow::Result<()> {
         direct.total.as_secs_f64()
     );
 
-    println!("| providers | cold fetch through an empty node MiB/s | time s | vs direct |");
-    println!("|---|---|---|---|");
+    println!(
+        "| providers | cold fetch through an empty node MiB/s | time s | vs direct | CPU s (all nodes) |"
+    );
+    println!("|---|---|---|---|---|");
     for n in [1usize, 2, 4] {
         let (nodes, bootstrap) = providers(n)?;
         for node in &nodes {
@@ -105,14 +116,18 @@ async fn main() -> anyhow::Result<()> {
         let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
         let url = format!("{}/v2/bench/big/blobs/{digest}", empty.url());
         wait_visible(&client, &url).await?;
+        let pids: Vec<u32> = nodes.iter().chain([&empty]).filter_map(|n| n.pid()).collect();
+        let cpu_before = total_cpu(&pids)?;
         let f = fetch(&client, &url, &digest, true)
             .await
             .context("fetch through the empty node")?;
+        let cpu = total_cpu(&pids)? - cpu_before;
         println!(
-            "| {n} | {:.0} | {:.2} | {:.2}x |",
+            "| {n} | {:.0} | {:.2} | {:.2}x | {:.2} |",
             f.mib_per_s(),
             f.total.as_secs_f64(),
-            f.mib_per_s() / direct.mib_per_s()
+            f.mib_per_s() / direct.mib_per_s(),
+            cpu.as_secs_f64()
         );
     }
 
