@@ -37,8 +37,10 @@ pub struct BenchOptions {
 pub struct BenchResult {
     pub image_bytes: u64,
     pub outcomes: Vec<Outcome>,
-    /// Why a scenario did not run.
+    /// Why a scenario did not run or failed, and where its logs are.
     pub notes: Vec<String>,
+    /// Why the shoal binary cannot run the shoal scenario, if it cannot.
+    pub shoal_unsupported: Option<String>,
     pub markdown: String,
 }
 
@@ -79,6 +81,9 @@ pub async fn run(exe: &Path, names: RunNames, opts: &BenchOptions) -> anyhow::Re
     };
     let mut outcomes = Vec::new();
     let mut notes = Vec::new();
+    // A failed shoal pull's logs are worth keeping; the rest is not.
+    let mut keep_scratch = false;
+    let mut shoal_unsupported = None;
     for mode in &opts.modes {
         match mode {
             Mode::Direct => {
@@ -89,34 +94,26 @@ pub async fn run(exe: &Path, names: RunNames, opts: &BenchOptions) -> anyhow::Re
                 if let Some(why) = nodes::unsupported(&opts.shoal_bin) {
                     eprintln!("scenario shoal not run: {why}");
                     notes.push(format!("shoal scenario not run: {why}"));
+                    shoal_unsupported = Some(why);
                     continue;
                 }
-                eprintln!("scenario shoal: starting {} shoal nodes", opts.site.hosts);
-                let fleet = ShoalFleet::start(
-                    exe,
-                    &opts.shoal_bin,
-                    &lab,
-                    &scratch.path().join("shoal"),
-                    &origin.url(),
-                    opts.settle,
-                )
-                .await?;
-                eprintln!("scenario shoal: {} hosts pull at once", opts.site.hosts);
-                let outcome = scenario::run(&stage, Mode::Shoal, Some(&fleet)).await;
-                if outcome
-                    .as_ref()
-                    .is_ok_and(|o| o.failures().next().is_some())
-                {
+                let logs = scratch.path().join("shoal");
+                let outcome = shoal_scenario(&stage, opts, &logs).await;
+                match &outcome {
+                    Ok(o) if o.failures().next().is_none() => {}
+                    Ok(_) => keep_scratch = true,
+                    Err(e) => {
+                        keep_scratch = true;
+                        notes.push(format!("shoal scenario failed: {e:#}"));
+                    }
+                }
+                if keep_scratch {
                     notes.push(format!(
-                        "shoal node logs: {}",
-                        fleet
-                            .log(0)
-                            .and_then(Path::parent)
-                            .map_or_else(String::new, |d| d.display().to_string())
+                        "shoal node logs (kept until the next edge_bench run): {}/h*.log",
+                        logs.display()
                     ));
                 }
-                fleet.stop().await;
-                outcomes.push(outcome?);
+                outcomes.extend(outcome.ok());
             }
         }
     }
@@ -134,16 +131,38 @@ pub async fn run(exe: &Path, names: RunNames, opts: &BenchOptions) -> anyhow::Re
     }
     origin.stop().await;
     lab.teardown();
-    // A failed shoal pull's logs are worth keeping; the rest is not.
-    if notes.iter().any(|n| n.starts_with("shoal node logs")) {
+    if keep_scratch {
         let _ = scratch.keep();
     }
     Ok(BenchResult {
         image_bytes: image.bytes(),
         outcomes,
         notes,
+        shoal_unsupported,
         markdown,
     })
+}
+
+/// Starts a shoal node on every host, runs the pull, stops the nodes.
+async fn shoal_scenario(
+    stage: &Stage<'_>,
+    opts: &BenchOptions,
+    dir: &Path,
+) -> anyhow::Result<Outcome> {
+    eprintln!("scenario shoal: starting {} shoal nodes", opts.site.hosts);
+    let fleet = ShoalFleet::start(
+        stage.exe,
+        &opts.shoal_bin,
+        stage.lab,
+        dir,
+        &stage.origin.url(),
+        opts.settle,
+    )
+    .await?;
+    eprintln!("scenario shoal: {} hosts pull at once", opts.site.hosts);
+    let outcome = scenario::run(stage, Mode::Shoal, Some(&fleet)).await;
+    fleet.stop().await;
+    outcome
 }
 
 /// Pushes the image from inside the origin's namespace (where the

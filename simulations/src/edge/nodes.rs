@@ -109,11 +109,6 @@ impl ShoalFleet {
             .sum()
     }
 
-    /// The log of host `i`'s node.
-    pub fn log(&self, i: usize) -> Option<&Path> {
-        self.nodes.get(i).map(|n| n.log.as_path())
-    }
-
     /// SIGTERM to every node, then SIGKILL to any still running after
     /// [`STOP_TIMEOUT`].
     pub async fn stop(self) {
@@ -168,6 +163,7 @@ fn spawn(
     }
     let child = cmd
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::from(out.try_clone()?))
         .stderr(Stdio::from(out))
         .spawn()
