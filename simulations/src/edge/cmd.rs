@@ -29,12 +29,6 @@ pub fn run_quietly(program: &str, args: &[&str]) {
     }
 }
 
-/// Whether `program` is an executable file on `PATH`.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
 /// `ip netns exec <ns> <program>`: `ip` enters the namespace and execs the
 /// program, so the child's pid is the program's. Killed when dropped, with
 /// proxy settings removed (nothing here goes through a proxy).

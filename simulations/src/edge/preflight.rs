@@ -12,7 +12,7 @@ pub fn check(names: &RunNames) -> Result<(), String> {
         return Err("network namespaces need root (run as root or under sudo)".into());
     }
     for tool in ["ip", "tc"] {
-        if !cmd::on_path(tool) {
+        if !shoal_tests::command::on_path(tool) {
             return Err(format!(
                 "`{tool}` is not installed (Debian package iproute2)"
             ));
