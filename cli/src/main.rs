@@ -3,7 +3,11 @@
 mod daemon;
 mod identity;
 mod logging;
+mod node_client;
+mod oci_error;
+mod pull;
 mod settings;
+mod status;
 
 use std::process::ExitCode;
 
@@ -27,6 +31,11 @@ enum Command {
     /// Print the node's peer id (creating its identity if absent), for
     /// building bootstrap addresses: /ip4/<host>/tcp/4001/p2p/<peer id>.
     Identity(identity::IdentityArgs),
+    /// Make an image local on a running node by pulling it through the
+    /// node's registry endpoint, showing where each layer came from.
+    Pull(pull::PullArgs),
+    /// Show what a running node holds, fetches and has moved.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,11 +43,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
         Command::Identity(args) => identity::run(&args),
+        Command::Pull(args) => pull::run(&args),
+        Command::Status(args) => status::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("shoal: {}", one_line(&err));
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }

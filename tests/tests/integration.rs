@@ -7,5 +7,6 @@
 
 mod crash_safety;
 mod docker_pull;
+mod shoal_pull;
 mod skopeo_roundtrip;
 mod swarm_pull;

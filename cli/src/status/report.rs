@@ -1,0 +1,171 @@
+//! The node's `/_shoal/status` JSON, read leniently (a field this client
+//! does not know is ignored, one the node does not send is empty), and
+//! printed for people.
+
+use std::fmt::Write;
+
+use indicatif::HumanBytes;
+use serde::Deserialize;
+
+/// Peer ids listed by name; the rest are counted.
+const PEERS_LISTED: usize = 3;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeStatus {
+    pub peer_id: Option<String>,
+    pub peers: Vec<String>,
+    pub blobs: u64,
+    pub bytes_stored: u64,
+    pub downloads: Vec<Download>,
+    pub bytes: ByteCounters,
+    pub upstream: Option<String>,
+}
+
+/// A blob the node is fetching now.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Download {
+    pub digest: String,
+    /// Unknown until a peer or the upstream has said.
+    pub size: Option<u64>,
+    /// Bytes checked so far, which the node can already serve.
+    pub streamable: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ByteCounters {
+    pub served_http: u64,
+    pub from_peers: u64,
+    pub from_upstream: u64,
+    pub to_peers: u64,
+}
+
+impl NodeStatus {
+    pub fn render(&self, node: &str) -> String {
+        let mut out = String::new();
+        row(&mut out, "node", node);
+        let peer_id = self.peer_id.as_deref();
+        row(
+            &mut out,
+            "peer id",
+            peer_id.unwrap_or("none (peer-to-peer is off)"),
+        );
+        row(&mut out, "peers", &self.peers_line());
+        let stored = format!("{} ({})", self.blobs, HumanBytes(self.bytes_stored));
+        row(&mut out, "blobs", &stored);
+        row(
+            &mut out,
+            "upstream",
+            self.upstream.as_deref().unwrap_or("none"),
+        );
+        row(
+            &mut out,
+            "fetching",
+            &format!("{} blobs", self.downloads.len()),
+        );
+        for download in &self.downloads {
+            let _ = writeln!(out, "  {}", download.line());
+        }
+        let b = &self.bytes;
+        let bytes = format!(
+            "served over HTTP {}, from peers {}, from upstream {}, to peers {}",
+            HumanBytes(b.served_http),
+            HumanBytes(b.from_peers),
+            HumanBytes(b.from_upstream),
+            HumanBytes(b.to_peers)
+        );
+        row(&mut out, "bytes", &bytes);
+        out
+    }
+
+    fn peers_line(&self) -> String {
+        let mut line = self.peers.len().to_string();
+        if !self.peers.is_empty() {
+            let listed: Vec<&str> = self
+                .peers
+                .iter()
+                .take(PEERS_LISTED)
+                .map(String::as_str)
+                .collect();
+            let _ = write!(line, ": {}", listed.join(", "));
+            let more = self.peers.len().saturating_sub(PEERS_LISTED);
+            if more > 0 {
+                let _ = write!(line, " and {more} more");
+            }
+        }
+        line
+    }
+}
+
+/// `label      value`, labels in one column.
+pub fn row(out: &mut String, label: &str, value: &str) {
+    let _ = writeln!(out, "{label:<10} {value}");
+}
+
+impl Download {
+    /// `e3b0c44298fc  45% of 12.00 MiB`, or the bytes so far when the size
+    /// is not known yet.
+    fn line(&self) -> String {
+        let hex = self
+            .digest
+            .split_once(':')
+            .map_or(self.digest.as_str(), |(_, hex)| hex);
+        let short: String = hex.chars().take(12).collect();
+        match self.size {
+            Some(size) if size > 0 => {
+                let percent = self.streamable.min(size) * 100 / size;
+                format!("{short}  {percent:>3}% of {}", HumanBytes(size))
+            }
+            _ => format!("{short}  {} so far", HumanBytes(self.streamable)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_status_reads_as_rows() {
+        let json = r#"{
+            "peer_id": "12D3KooWself",
+            "peers": ["p1", "p2", "p3", "p4", "p5"],
+            "blobs": 12, "bytes_stored": 3145728,
+            "downloads": [
+                {"digest": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "size": 200, "streamable": 90},
+                {"digest": "sha256:0123456789abcdef", "size": null, "streamable": 2048}
+            ],
+            "bytes": {"served_http": 1024, "from_peers": 2048, "from_upstream": 0, "to_peers": 1},
+            "upstream": "registry-1.docker.io",
+            "a_field_from_a_newer_node": true
+        }"#;
+        let status: NodeStatus = serde_json::from_str(json).expect("parses");
+        let text = status.render("http://127.0.0.1:5000");
+        let expected = "\
+node       http://127.0.0.1:5000
+peer id    12D3KooWself
+peers      5: p1, p2, p3 and 2 more
+blobs      12 (3.00 MiB)
+upstream   registry-1.docker.io
+fetching   2 blobs
+  e3b0c44298fc   45% of 200 B
+  0123456789ab  2.00 KiB so far
+bytes      served over HTTP 1.00 KiB, from peers 2.00 KiB, from upstream 0 B, to peers 1 B
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn missing_fields_are_empty() {
+        let status: NodeStatus = serde_json::from_str(r#"{"peer_id": null}"#).expect("parses");
+        let text = status.render("http://n");
+        assert!(
+            text.contains("peer id    none (peer-to-peer is off)"),
+            "{text}"
+        );
+        assert!(text.contains("peers      0\n"), "{text}");
+        assert!(text.contains("fetching   0 blobs"), "{text}");
+    }
+}
