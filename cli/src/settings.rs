@@ -41,6 +41,13 @@ pub struct DaemonArgs {
     /// Run as a plain local registry, without the peer-to-peer network.
     #[arg(long, env = "SHOAL_NO_P2P")]
     pub no_p2p: bool,
+    /// Default upstream registry for names without a registry host, e.g.
+    /// https://registry-1.docker.io (an http:// URL allows plain HTTP to it).
+    #[arg(long, env = "SHOAL_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Serve only local and peer content: no pull-through from registries.
+    #[arg(long, env = "SHOAL_NO_UPSTREAM")]
+    pub no_upstream: bool,
     /// Log filter in RUST_LOG syntax (e.g. "info,shoal_node=debug").
     #[arg(long, env = "RUST_LOG", value_name = "FILTER", default_value = "info")]
     pub log: String,
@@ -68,6 +75,15 @@ impl DaemonArgs {
         if self.no_p2p {
             config.p2p.enabled = false;
         }
+        if let Some(url) = &self.upstream {
+            config
+                .upstream
+                .set_default_url(url)
+                .with_context(|| format!("--upstream {url}"))?;
+        }
+        if self.no_upstream {
+            config.upstream.enabled = false;
+        }
         config.validate().context("invalid configuration")?;
         Ok(config)
     }
@@ -92,6 +108,8 @@ mod tests {
             bootstrap: Vec::new(),
             no_mdns: false,
             no_p2p: false,
+            upstream: None,
+            no_upstream: false,
             log: "info".into(),
         }
     }
@@ -113,6 +131,30 @@ mod tests {
             .node_config()
             .expect("valid");
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+    }
+
+    #[test]
+    fn the_upstream_section_and_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(
+            &path,
+            "[upstream]\ntag_timeout = 1.5\ndefault_upstream = \"ghcr.io\"\n[[upstream.registries]]\nhost = \"ghcr.io\"\n",
+        )
+        .expect("write config");
+        let c = args(Some(path.clone()), None).node_config().expect("valid");
+        assert!(c.upstream.enabled);
+        assert_eq!(c.upstream.default_upstream, "ghcr.io");
+        assert_eq!(c.upstream.tag_timeout.as_millis(), 1500);
+        std::fs::write(&path, "[upstream]\nno_such_key = 1\n").expect("write");
+        let err = args(Some(path.clone()), None)
+            .node_config()
+            .expect_err("unknown key");
+        assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
+        let mut a = args(None, None);
+        a.upstream = Some("http://127.0.0.1:5001".into());
+        let c = a.node_config().expect("valid");
+        assert_eq!(c.upstream.default_upstream, "127.0.0.1:5001");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub registry: RegistryConfig,
     pub p2p: P2pConfig,
+    /// Where content no peer has comes from (`[upstream]`).
+    pub upstream: crate::upstream::UpstreamSettings,
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(with = "seconds")]
     pub shutdown_grace: Duration,
@@ -81,6 +83,7 @@ impl Default for NodeConfig {
             data_dir: default_data_dir(),
             registry: RegistryConfig::default(),
             p2p: P2pConfig::default(),
+            upstream: crate::upstream::UpstreamSettings::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -119,6 +122,8 @@ pub enum ConfigError {
         field: &'static str,
         requirement: &'static str,
     },
+    #[error("upstream: {0}")]
+    Upstream(#[from] crate::upstream::UpstreamConfigError),
     #[error("{field}: {value:?} is not a multiaddr: {reason}")]
     Multiaddr {
         field: &'static str,
@@ -166,6 +171,7 @@ impl NodeConfig {
         )?;
         positive(self.registry.max_page_size, "registry.max_page_size")?;
         self.network_options()?;
+        self.upstream.validate()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "data_dir",
@@ -206,9 +212,9 @@ mod seconds {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
-        if !(0.0..=86_400.0).contains(&secs) {
+        if !(0.0..=31_536_000.0).contains(&secs) {
             return Err(serde::de::Error::custom(
-                "must be between 0 and 86400 seconds",
+                "must be between 0 and 31536000 seconds (a year)",
             ));
         }
         Ok(Duration::from_secs_f64(secs))

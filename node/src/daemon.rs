@@ -14,8 +14,10 @@ use crate::metrics::Metrics;
 use crate::transfer::{Downloads, Fetcher, TransferServer};
 
 use crate::config::NodeConfig;
+use crate::registry::mirror::Mirror;
 use crate::registry::{self, RegistryState};
 use crate::store::{Store, StoreError};
+use crate::upstream::UpstreamClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -73,6 +75,15 @@ pub async fn serve(
     }
     let metrics = Arc::new(Metrics::default());
     let mut state = RegistryState::new(store.clone(), config.registry_limits());
+    let upstream = if config.upstream.enabled {
+        let client =
+            UpstreamClient::new(&config.upstream).map_err(|e| DaemonError::Config(e.into()))?;
+        state = state.with_mirror(Mirror::new(client.clone(), &config.upstream));
+        tracing::info!(default = %config.upstream.default_upstream, "pulling through from upstream registries");
+        Some(client)
+    } else {
+        None
+    };
     let network = if config.p2p.enabled {
         let keypair = crate::network::identity::load_or_create(&config.data_dir)?;
         let (handle, _task) = crate::network::spawn(
@@ -87,13 +98,16 @@ pub async fn serve(
         #[cfg(feature = "test-liars")]
         let server = server.lying(config.p2p.liar);
         tokio::spawn(server.run(handle.stream_control(), stop.clone()));
-        let fetcher = Fetcher::new(
+        let mut fetcher = Fetcher::new(
             handle.clone(),
             store.clone(),
             metrics.clone(),
             downloads,
             stop.clone(),
         );
+        if let Some(client) = &upstream {
+            fetcher = fetcher.with_upstream(client.clone());
+        }
         state = state.with_peers(fetcher, metrics.clone());
         Some(handle)
     } else {

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub chunks_rejected_total: AtomicU64,
     pub peers_banned_total: AtomicU64,
     pub dht_providers_found_total: AtomicU64,
+    pub upstream_bytes_received_total: AtomicU64,
     fetch_buckets: [AtomicU64; FETCH_BUCKETS.len()],
     fetch_count: AtomicU64,
     fetch_sum_micros: AtomicU64,
@@ -42,7 +43,7 @@ impl Metrics {
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             (
                 "shoal_p2p_bytes_sent_total",
                 "Blob bytes sent to peers.",
@@ -72,6 +73,11 @@ impl Metrics {
                 "shoal_dht_providers_found_total",
                 "Providers found in the DHT.",
                 &self.dht_providers_found_total,
+            ),
+            (
+                "shoal_upstream_bytes_received_total",
+                "Blob bytes received from upstream registries.",
+                &self.upstream_bytes_received_total,
             ),
         ];
         for (name, help, value) in counters {

@@ -10,21 +10,12 @@ use shoal_node::transfer::LiarMode;
 use shoal_protocol::Digest;
 
 mod common;
-use common::Daemon;
+use common::{Daemon, pattern};
 
 const MIB: u64 = 1024 * 1024;
 
 fn random_blob(len: u64) -> Vec<u8> {
-    // A cheap generator is enough: the content only has to be unique.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ len ^ u64::from(std::process::id());
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    pattern(len as usize, len ^ u64::from(std::process::id()))
 }
 
 fn blob_url(node: &Daemon, digest: &Digest) -> String {

@@ -247,6 +247,8 @@ impl ShoalNode {
         // (options.env may override both).
         cmd.env("SHOAL_P2P_LISTEN", "/ip4/127.0.0.1/tcp/0")
             .env("SHOAL_NO_MDNS", "true")
+            // Tests name their upstream explicitly; none reaches Docker Hub.
+            .env("SHOAL_NO_UPSTREAM", "true")
             .env("RUST_LOG", &self.opts.log_filter)
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

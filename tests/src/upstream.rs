@@ -100,6 +100,11 @@ impl DockerRegistry {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Stops the registry (an upstream going down); the log stays readable.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

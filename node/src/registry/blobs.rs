@@ -19,11 +19,11 @@ use super::error::{ErrorCode, RegistryError, RegistryResult};
 use super::path::parse_digest;
 use super::range::{RangeRequest, parse_range};
 use super::request::RequestParts;
-use crate::transfer::{FetchError, Finished};
+use crate::transfer::{FetchError, Finished, UpstreamSource};
 
 pub async fn get(
     state: &RegistryState,
-    _name: &RepoName,
+    name: &RepoName,
     digest: &str,
     req: &RequestParts,
 ) -> RegistryResult<Response> {
@@ -32,7 +32,8 @@ pub async fn get(
         Some(blob) => blob,
         None if req.is_head() => return head_from_peers(state, &digest).await,
         None if req.header("range").is_none() => {
-            if let Some(response) = stream_from_peers(state, &digest).await? {
+            let source = state.mirror.as_ref().and_then(|m| m.source(req, name));
+            if let Some(response) = stream_from_peers(state, &digest, source).await? {
                 return Ok(response);
             }
             state
@@ -42,7 +43,15 @@ pub async fn get(
                 .ok_or_else(|| unknown(&digest))?
         }
         None => {
-            fetch_from_peers(state, &digest).await?;
+            // A range of a blob that is not here: the whole blob first.
+            let source = state.mirror.as_ref().and_then(|m| m.source(req, name));
+            match &state.fetcher {
+                Some(fetcher) => match fetcher.begin(&digest, source).finished().await {
+                    Finished::Committed(_) => {}
+                    Finished::Failed { .. } => return Err(unknown(&digest)),
+                },
+                None => return Err(unknown(&digest)),
+            }
             state
                 .store
                 .open_blob(&digest)
@@ -63,6 +72,10 @@ pub async fn get(
         ),
         (header::ETAG, header_value(&format!("\"{digest}\""))),
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+        (
+            header::HeaderName::from_static("x-shoal-source"),
+            HeaderValue::from_static("local"),
+        ),
     ];
     let (status, start, len) = match parse_range(req.header("range"), size) {
         RangeRequest::Whole => (StatusCode::OK, 0, size),
@@ -118,17 +131,22 @@ fn unknown(digest: &Digest) -> RegistryError {
 async fn stream_from_peers(
     state: &RegistryState,
     digest: &Digest,
+    source: Option<UpstreamSource>,
 ) -> RegistryResult<Option<Response>> {
     let Some(fetcher) = &state.fetcher else {
         return Err(unknown(digest));
     };
-    let download = fetcher.begin(digest);
+    let download = fetcher.begin(digest, source);
     let progress = download.started().await;
     let size = match (&progress.finished, progress.size) {
         (Some(Finished::Committed(_)), _) => return Ok(None),
-        (Some(Finished::Failed { reason, .. }), _) => {
-            tracing::info!(%digest, %reason, "not available from peers");
-            return Err(unknown(digest));
+        (Some(Finished::Failed { reason, not_found }), _) => {
+            tracing::info!(%digest, %reason, "not available from peers or upstream");
+            if *not_found || !reason.starts_with("upstream") {
+                return Err(unknown(digest));
+            }
+            return Err(RegistryError::new(ErrorCode::Unknown, reason.clone())
+                .with_status(StatusCode::BAD_GATEWAY));
         }
         (None, Some(size)) => size,
         (None, None) => return Err(unknown(digest)),
@@ -147,6 +165,10 @@ async fn stream_from_peers(
             ),
             (header::ETAG, header_value(&format!("\"{digest}\""))),
             (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+            (
+                header::HeaderName::from_static("x-shoal-source"),
+                HeaderValue::from_static(progress.source.unwrap_or("peers")),
+            ),
         ],
         Body::from_stream(download.body()),
     )

@@ -15,6 +15,7 @@ use super::error::{ErrorCode, RegistryError, RegistryResult};
 use super::path::parse_digest;
 use super::request::RequestParts;
 use crate::store::{ManifestPut, ManifestRecord};
+use crate::transfer::UpstreamSource;
 
 /// A manifest reference: a digest (contains ':') or a tag.
 enum Reference {
@@ -42,32 +43,83 @@ fn manifest_unknown(name: &RepoName, reference: &str) -> RegistryError {
     )
 }
 
-/// Finds the manifest a reference names in a repository. A repository that
-/// holds nothing is `NAME_UNKNOWN`, as the spec distinguishes.
+/// Finds the manifest a reference names in a repository: local, then
+/// peers, then (for a mirrored name) upstream. A repository that holds
+/// nothing is `NAME_UNKNOWN`, as the spec distinguishes. Also says where
+/// the manifest came from, and the upstream the name maps to, if any.
 async fn lookup(
     state: &RegistryState,
     name: &RepoName,
     reference: &str,
-) -> RegistryResult<ManifestRecord> {
+    req: &RequestParts,
+) -> RegistryResult<(ManifestRecord, &'static str, Option<UpstreamSource>)> {
+    let source = state.mirror.as_ref().and_then(|m| m.source(req, name));
     let (digest, by_digest) = match parse_reference(reference)? {
         Reference::Digest(d) => (d, true),
         Reference::Tag(tag) => match state.store.resolve_tag(name, &tag)? {
             Some(d) => (d, false),
-            None => return Err(missing(state, name, reference)?),
+            None => match (&state.mirror, &source) {
+                (Some(mirror), Some(source)) => {
+                    let accept = accepted(req);
+                    let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+                    let digest = mirror
+                        .resolve_tag(&state.store, source, &tag, &accept)
+                        .await?;
+                    (digest, true)
+                }
+                _ => return Err(missing(state, name, reference)?),
+            },
         },
     };
     if let Some(record) = state.store.manifest(name, &digest)? {
-        return Ok(record);
+        return Ok((record, "local", source));
     }
     // Content is global: a manifest asked for by digest that no local
     // repository holds may come from peers. (A local blob is not adopted, so
     // a deleted manifest stays deleted.)
     if by_digest && state.store.blob_size(&digest)?.is_none() {
-        return adopt_from_peers(state, name, &digest)
-            .await
-            .map_err(|_| manifest_unknown(name, reference));
+        if let Ok(record) = adopt_from_peers(state, name, &digest).await {
+            return Ok((record, "peers", source));
+        }
+        if let (Some(mirror), Some(source)) = (&state.mirror, source) {
+            let record = mirror.adopt(state, &source, name, &digest).await?;
+            return Ok((record, "upstream", Some(source)));
+        }
+        return Err(manifest_unknown(name, reference));
+    }
+    if by_digest && source.is_some() {
+        // Pulled through before under another name: the bytes are here.
+        if let Some(blob) = state.store.open_blob(&digest).await? {
+            let bytes = read_manifest_blob(state, name, &digest, blob).await?;
+            let record = record_manifest(state, name, &digest, bytes).await?;
+            return Ok((record, "local", source));
+        }
     }
     Err(missing(state, name, reference)?)
+}
+
+/// The media types an `Accept` header lists (all manifest types if none).
+fn accepted(req: &RequestParts) -> Vec<String> {
+    let values: Vec<String> = req
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+        .filter(|v| !v.is_empty() && v.contains('/') && !v.contains('*'))
+        .collect();
+    if values.is_empty() {
+        return [
+            shoal_protocol::manifest::OCI_MANIFEST,
+            shoal_protocol::manifest::OCI_INDEX,
+            shoal_protocol::manifest::DOCKER_MANIFEST,
+            shoal_protocol::manifest::DOCKER_MANIFEST_LIST,
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+    values
 }
 
 fn manifest_put(
@@ -100,6 +152,16 @@ async fn adopt_from_peers(
         .open_blob(digest)
         .await?
         .ok_or_else(|| manifest_unknown(name, &digest.to_string()))?;
+    let bytes = read_manifest_blob(state, name, digest, blob).await?;
+    record_manifest(state, name, digest, bytes).await
+}
+
+async fn read_manifest_blob(
+    state: &RegistryState,
+    name: &RepoName,
+    digest: &Digest,
+    blob: crate::store::BlobReader,
+) -> RegistryResult<Bytes> {
     if blob.size > state.limits.max_manifest_bytes as u64 {
         return Err(manifest_unknown(name, &digest.to_string()));
     }
@@ -108,14 +170,21 @@ async fn adopt_from_peers(
     file.read_to_end(&mut bytes)
         .await
         .map_err(|e| io_error("read manifest", e))?;
+    Ok(Bytes::from(bytes))
+}
+
+/// Records a manifest whose bytes are a local blob in `name` (untagged).
+pub(super) async fn record_manifest(
+    state: &RegistryState,
+    name: &RepoName,
+    digest: &Digest,
+    bytes: Bytes,
+) -> RegistryResult<ManifestRecord> {
     let parsed = parse_manifest(&bytes, None)
         .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, e.to_string()))?;
     state
         .store
-        .put_manifest(
-            name,
-            manifest_put(digest.clone(), Bytes::from(bytes), parsed, None),
-        )
+        .put_manifest(name, manifest_put(digest.clone(), bytes, parsed, None))
         .await?;
     state
         .store
@@ -162,7 +231,7 @@ pub async fn get(
     reference: &str,
     req: &RequestParts,
 ) -> RegistryResult<Response> {
-    let record = lookup(state, name, reference).await?;
+    let (record, from, source) = lookup(state, name, reference, req).await?;
     if !accepts(req, &record.media_type) {
         // No conversion between formats: converting would change the digest.
         return Err(RegistryError::new(
@@ -187,6 +256,10 @@ pub async fn get(
             header::CONTENT_LENGTH,
             header_value(&record.size.to_string()),
         ),
+        (
+            header::HeaderName::from_static("x-shoal-source"),
+            header::HeaderValue::from_static(from),
+        ),
     ];
     if req.is_head() {
         return Ok((StatusCode::OK, headers).into_response());
@@ -200,6 +273,10 @@ pub async fn get(
     file.read_to_end(&mut bytes)
         .await
         .map_err(|e| io_error("read manifest", e))?;
+    let bytes = Bytes::from(bytes);
+    if let Some(source) = &source {
+        super::mirror::prefetch(state, source, &bytes);
+    }
     Ok((StatusCode::OK, headers, bytes).into_response())
 }
 

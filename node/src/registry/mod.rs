@@ -9,10 +9,12 @@ mod blobs;
 mod error;
 mod listing;
 mod manifests;
+pub mod mirror;
 mod path;
 mod range;
 mod referrers;
 mod request;
+mod status;
 mod uploads;
 
 use std::sync::Arc;
@@ -64,6 +66,8 @@ pub struct RegistryState {
     metrics: Arc<Metrics>,
     /// Where blobs that are not local come from; `None` without p2p.
     fetcher: Option<Fetcher>,
+    /// The pull-through mirror; `None` when upstreams are off.
+    mirror: Option<mirror::Mirror>,
 }
 
 impl RegistryState {
@@ -75,6 +79,7 @@ impl RegistryState {
             upload_slots,
             metrics: Arc::default(),
             fetcher: None,
+            mirror: None,
         }
     }
 
@@ -84,12 +89,20 @@ impl RegistryState {
         self.metrics = metrics;
         self
     }
+
+    /// Pulls through from upstream registries what is neither local nor
+    /// on peers.
+    pub fn with_mirror(mut self, mirror: mirror::Mirror) -> RegistryState {
+        self.mirror = Some(mirror);
+        self
+    }
 }
 
 /// The registry's HTTP routes (and `/metrics`).
 pub fn router(state: RegistryState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics))
+        .route("/_shoal/status", axum::routing::get(status::status))
         .fallback(dispatch)
         .with_state(state)
 }

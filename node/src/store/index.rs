@@ -6,6 +6,7 @@
 //! - `tags`:      `<repo>\0<tag>` → `<digest>`
 //! - `referrers`: `<repo>\0<subject>\0<digest>` → empty
 //! - `uploads`:   `<uuid>` → [`UploadEntry`]
+//! - `mirror_tags`: `<host>/<repo>:<tag>` → `<digest>\0<ms>` (tags resolved upstream; a cache)
 //! - `maps`:      `<digest>` → encoded chunk map (derived from the blob; a cache)
 //! - `meta`:      `clean` → present only between a clean close and the next open
 
@@ -39,6 +40,7 @@ pub struct Index {
     pub referrers: sled::Tree,
     pub uploads: sled::Tree,
     pub maps: sled::Tree,
+    pub mirror_tags: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -98,6 +100,7 @@ impl Index {
             referrers: db.open_tree("referrers")?,
             uploads: db.open_tree("uploads")?,
             maps: db.open_tree("maps")?,
+            mirror_tags: db.open_tree("mirror_tags")?,
             meta: db.open_tree("meta")?,
             db,
         })

@@ -57,6 +57,7 @@ mod error;
 mod fsutil;
 mod index;
 mod manifests;
+mod mirror_tags;
 mod partial;
 mod paths;
 mod rebuild;

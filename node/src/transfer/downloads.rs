@@ -45,6 +45,8 @@ pub struct Progress {
     /// Bumped when the chunk map in use is replaced: bytes already
     /// streamed under the old one can no longer be vouched for.
     pub epoch: u32,
+    /// Where the bytes come from now: "peers" or "upstream".
+    pub source: Option<&'static str>,
     pub finished: Option<Finished>,
 }
 
@@ -52,14 +54,23 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct PartialView {
     pub partial: PartialBlob,
-    pub map: Arc<ChunkMap>,
-    /// One flag per chunk: written and checked against `map`.
+    pub plan: ChunkPlan,
+    /// The chunk map the chunks are checked against; none while bytes come
+    /// from an upstream registry with no map known (they are checked only
+    /// as a whole, at commit, and not offered to peers before).
+    pub map: Option<Arc<ChunkMap>>,
+    /// One flag per chunk: written (and checked against `map`, if any).
     pub checked: Vec<bool>,
 }
 
 impl PartialView {
     pub fn plan(&self) -> ChunkPlan {
-        self.map.plan()
+        self.plan
+    }
+
+    /// Whether peers may be offered chunk `index` before the blob is whole.
+    pub fn servable(&self, index: u32) -> bool {
+        self.map.is_some() && self.checked.get(index as usize).copied().unwrap_or(false)
     }
 
     /// The wire form of `checked`: one bit per chunk, most significant first.
@@ -105,24 +116,42 @@ impl DownloadState {
 
     /// A chunk map was chosen (again): nothing checked under it yet.
     pub fn set_map(&self, partial: PartialBlob, map: Arc<ChunkMap>) {
-        let count = map.plan().count() as usize;
-        let size = map.plan().size();
+        let plan = map.plan();
+        self.set_plan(partial, plan, Some(map), "peers");
+    }
+
+    /// The blob's plan is known (and its map, if any); nothing written under
+    /// it yet. Bytes streamed under an earlier plan are disowned.
+    pub fn set_plan(
+        &self,
+        partial: PartialBlob,
+        plan: ChunkPlan,
+        map: Option<Arc<ChunkMap>>,
+        source: &'static str,
+    ) {
         let replaced = self.view_mut(|v| {
             let replaced = v.is_some();
             *v = Some(PartialView {
                 partial,
+                plan,
                 map,
-                checked: vec![false; count],
+                checked: vec![false; plan.count() as usize],
             });
             replaced
         });
         self.progress.send_modify(|p| {
-            p.size = Some(size);
+            p.size = Some(plan.size());
             p.streamable = 0;
+            p.source = Some(source);
             if replaced {
                 p.epoch += 1;
             }
         });
+    }
+
+    /// The bytes come from elsewhere now (peers handed over to upstream).
+    pub fn set_source(&self, source: &'static str) {
+        self.progress.send_modify(|p| p.source = Some(source));
     }
 
     /// Chunk `index` is written and checked against the map.
@@ -316,6 +345,15 @@ impl Downloads {
     pub fn end(&self, state: &DownloadState, finished: Finished) {
         self.with(|m| m.remove(&state.digest));
         state.finish(finished);
+    }
+
+    /// Every download under way and its progress.
+    pub fn list(&self) -> Vec<(Digest, Progress)> {
+        self.with(|m| {
+            m.values()
+                .map(|s| (s.digest.clone(), s.progress.borrow().clone()))
+                .collect()
+        })
     }
 
     pub fn len(&self) -> usize {

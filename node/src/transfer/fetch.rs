@@ -32,13 +32,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::downloads::{Download, DownloadState, Downloads, Finished};
+pub use super::from_upstream::UpstreamSource;
 use super::peers::{LIE_BAN, PeerBook};
 use super::schedule::{Availability, Schedule};
 use super::session::Session;
-use super::worker::{Round, Worker};
+use super::worker::{Round, STALL_LIMIT, Worker};
 use crate::metrics::Metrics;
 use crate::network::NetworkHandle;
 use crate::store::{BlobInfo, Store, StoreError};
+use crate::upstream::UpstreamClient;
 
 pub const MAX_PROVIDERS: usize = 4;
 /// Streams (requests in flight) per provider: one request at a time per
@@ -52,6 +54,9 @@ pub const MAP_GRACE: Duration = Duration::from_millis(200);
 /// End-game: once nothing is left to hand out, a chunk requested this long
 /// ago and not yet delivered is asked of an idle provider too.
 pub const ENDGAME_AFTER: Duration = Duration::from_millis(500);
+/// With an upstream behind the peers: no chunk for this long hands the
+/// rest of the blob over to the upstream.
+pub const HANDOVER_AFTER: Duration = Duration::from_secs(2);
 /// Downloads running at once; more wait for a slot.
 pub const MAX_DOWNLOADS: usize = 16;
 
@@ -65,13 +70,18 @@ pub enum FetchError {
     Store(#[from] StoreError),
     #[error("the node is stopping")]
     Stopped,
+    /// The upstream registry failed (message, HTTP status to answer with).
+    #[error("upstream: {0}")]
+    Upstream(String, u16),
 }
 
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     network: NetworkHandle,
-    store: Store,
-    metrics: Arc<Metrics>,
+    pub(super) store: Store,
+    pub(super) metrics: Arc<Metrics>,
+    /// Where blobs no peer delivers come from, if anywhere.
+    upstream: Option<UpstreamClient>,
     peers: PeerBook,
     downloads: Downloads,
     slots: Arc<Semaphore>,
@@ -120,7 +130,22 @@ impl Fetcher {
             downloads,
             slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
             stop,
+            upstream: None,
         }
+    }
+
+    /// Falls back to `client` for blobs peers do not deliver.
+    pub fn with_upstream(mut self, client: UpstreamClient) -> Fetcher {
+        self.upstream = Some(client);
+        self
+    }
+
+    pub fn network(&self) -> &NetworkHandle {
+        &self.network
+    }
+
+    pub fn downloads(&self) -> &Downloads {
+        &self.downloads
     }
 
     pub fn peer_book(&self) -> &PeerBook {
@@ -165,11 +190,12 @@ impl Fetcher {
         None
     }
 
-    /// Starts fetching `digest` from peers, or joins the fetch under way.
-    pub fn begin(&self, digest: &Digest) -> Download {
+    /// Starts fetching `digest` from peers (then from `source` upstream, if
+    /// given and configured), or joins the fetch under way.
+    pub fn begin(&self, digest: &Digest, source: Option<UpstreamSource>) -> Download {
         self.downloads.join_or_start(digest, |state| {
             let fetcher = self.clone();
-            tokio::spawn(async move { fetcher.run(state).await });
+            tokio::spawn(async move { fetcher.run(state, source).await });
         })
     }
 
@@ -181,7 +207,7 @@ impl Fetcher {
                 size,
             });
         }
-        match self.begin(digest).finished().await {
+        match self.begin(digest, None).finished().await {
             Finished::Committed(info) => Ok(info),
             Finished::Failed {
                 not_found: true, ..
@@ -190,7 +216,7 @@ impl Fetcher {
         }
     }
 
-    async fn run(self, state: Arc<DownloadState>) {
+    async fn run(self, state: Arc<DownloadState>, source: Option<UpstreamSource>) {
         let digest = state.digest.clone();
         let finished = match self.slots.clone().acquire_owned().await {
             Ok(_slot) => match self.store.blob_size(&digest) {
@@ -200,8 +226,19 @@ impl Fetcher {
                 }),
                 Ok(None) => {
                     let started = Instant::now();
+                    let upstream = self.upstream.clone().zip(source);
+                    let work = async {
+                        let from_peers = self.download(&state, upstream.is_some()).await;
+                        match (&from_peers, &upstream) {
+                            (
+                                Err(FetchError::NotFound(_) | FetchError::ProvidersFailed(_)),
+                                Some((client, source)),
+                            ) => self.download_from_upstream(&state, client, source).await,
+                            _ => from_peers,
+                        }
+                    };
                     let result = tokio::select! {
-                        r = self.download(&state) => r,
+                        r = work => r,
                         () = self.stop.cancelled() => Err(FetchError::Stopped),
                     };
                     if result.is_err() && state.view().is_some() {
@@ -314,7 +351,13 @@ impl Fetcher {
         out
     }
 
-    async fn download(&self, state: &Arc<DownloadState>) -> Result<BlobInfo, FetchError> {
+    /// From peers. With an upstream to hand over to, peers that stop
+    /// delivering are given up on sooner.
+    async fn download(
+        &self,
+        state: &Arc<DownloadState>,
+        upstream_behind: bool,
+    ) -> Result<BlobInfo, FetchError> {
         let digest = state.digest.clone();
         let providers = self.providers(&digest).await;
         if providers.is_empty() {
@@ -403,6 +446,11 @@ impl Fetcher {
             let mut urgent: Vec<u32> = plan.count().checked_sub(1).into_iter().collect();
             urgent.extend(disputed.iter().copied());
             let mut schedule = Schedule::new(verifier, stored, urgent);
+            schedule.stall_limit = if upstream_behind {
+                HANDOVER_AFTER
+            } else {
+                STALL_LIMIT
+            };
             for (peer, avail, _) in &pool {
                 schedule.set_availability(*peer, avail.clone());
             }

@@ -6,6 +6,7 @@
 mod downloads;
 mod fetch;
 mod framed;
+mod from_upstream;
 mod peers;
 mod schedule;
 mod server;
@@ -13,7 +14,7 @@ mod session;
 mod worker;
 
 pub use downloads::{Download, Downloads, Finished, PartialView, Progress};
-pub use fetch::{FetchError, Fetcher};
+pub use fetch::{FetchError, Fetcher, UpstreamSource};
 pub use peers::PeerBook;
 #[cfg(feature = "test-liars")]
 pub use server::LiarMode;

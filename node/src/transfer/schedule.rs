@@ -50,6 +50,9 @@ pub struct Schedule {
     pub trusted: HashSet<PeerId>,
     /// When the last chunk was stored (a fetch that stops progressing ends).
     pub last_progress: Instant,
+    /// No chunk stored for this long ends the round (and cuts requests
+    /// still out).
+    pub stall_limit: std::time::Duration,
     /// Chunks rejected under this map that check under another candidate
     /// map: kept (a few) in case that map turns out the true one.
     pub orphans: HashMap<u32, Vec<u8>>,
@@ -78,6 +81,7 @@ impl Schedule {
             rejected: HashSet::new(),
             trusted: HashSet::new(),
             last_progress: Instant::now(),
+            stall_limit: super::worker::STALL_LIMIT,
             orphans: HashMap::new(),
             tie: std::hash::RandomState::new(),
         }
@@ -120,6 +124,11 @@ impl Schedule {
             .keys()
             .filter(|p| !self.rejected.contains(p) && self.has(p, index))
             .count()
+    }
+
+    /// No chunk arrived for longer than the stall limit.
+    pub fn stalled(&self) -> bool {
+        self.last_progress.elapsed() >= self.stall_limit
     }
 
     pub fn nothing_wanted(&self) -> bool {

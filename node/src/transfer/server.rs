@@ -41,6 +41,9 @@ pub struct TransferServer {
     maps: Arc<Mutex<HashMap<Digest, Arc<ChunkMap>>>>,
     #[cfg(feature = "test-liars")]
     liar: Option<LiarMode>,
+    /// Chunks served so far (for `StallMidway`).
+    #[cfg(feature = "test-liars")]
+    chunks_served: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Ways a test double lies (feature `test-liars` only).
@@ -58,6 +61,8 @@ pub enum LiarMode {
     Disconnect,
     /// Honest, but waits 50 ms before every chunk (a slow link).
     Slow,
+    /// Honest for its first 8 chunks, then never answers again.
+    StallMidway,
 }
 
 impl TransferServer {
@@ -69,6 +74,8 @@ impl TransferServer {
             maps: Arc::default(),
             #[cfg(feature = "test-liars")]
             liar: None,
+            #[cfg(feature = "test-liars")]
+            chunks_served: Arc::default(),
         }
     }
 
@@ -126,7 +133,13 @@ impl TransferServer {
             let mut reply = self.answer(request).await;
             #[cfg(feature = "test-liars")]
             if let Some(mode) = self.liar {
-                match lie(mode, &mut reply) {
+                let served = if matches!(reply, Message::Chunk { .. }) {
+                    self.chunks_served
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                } else {
+                    0
+                };
+                match lie(mode, &mut reply, served) {
                     Lie::Send => {}
                     Lie::Stall => {
                         std::future::pending::<()>().await;
@@ -187,7 +200,7 @@ impl TransferServer {
                     },
                     Err(e) => refused(e),
                 },
-                _ => match self.partial(&digest) {
+                _ => match self.partial(&digest).filter(|v| v.map.is_some()) {
                     Some(view) => Message::Info {
                         digest,
                         size: view.plan().size(),
@@ -202,10 +215,10 @@ impl TransferServer {
                     digest,
                     map: (*map).clone(),
                 },
-                None => match self.partial(&digest) {
-                    Some(view) => Message::Map {
+                None => match self.partial(&digest).and_then(|v| v.map) {
+                    Some(map) => Message::Map {
                         digest,
-                        map: (*view.map).clone(),
+                        map: (*map).clone(),
                     },
                     None => Message::NotFound { digest },
                 },
@@ -224,7 +237,7 @@ impl TransferServer {
                     }
                     Err(e) => refused(e),
                 },
-                _ => match self.partial(&digest) {
+                _ => match self.partial(&digest).filter(|v| v.map.is_some()) {
                     Some(view) => Message::Have {
                         digest,
                         bitmap: view.bitmap(),
@@ -253,7 +266,7 @@ impl TransferServer {
         let Some(blob) = self.store.open_blob(digest).await.ok()? else {
             // Not committed: a checked chunk of a download under way.
             let view = self.partial(digest)?;
-            if !view.checked.get(index as usize).copied().unwrap_or(false) {
+            if !view.servable(index) {
                 return None;
             }
             let range = view.plan().range(index).ok()?;
@@ -360,7 +373,7 @@ enum Lie {
 
 /// Turns an honest reply into the chosen lie.
 #[cfg(feature = "test-liars")]
-fn lie(mode: LiarMode, reply: &mut Message) -> Lie {
+fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
     match (mode, reply) {
         (LiarMode::FlipBytes, Message::Chunk { bytes, .. }) => {
             if let Some(b) = bytes.first_mut() {
@@ -380,6 +393,7 @@ fn lie(mode: LiarMode, reply: &mut Message) -> Lie {
             Lie::Send
         }
         (LiarMode::Stall, Message::Chunk { .. }) => Lie::Stall,
+        (LiarMode::StallMidway, Message::Chunk { .. }) if chunks_served >= 8 => Lie::Stall,
         (LiarMode::Slow, Message::Chunk { .. }) => Lie::Delay(std::time::Duration::from_millis(50)),
         (LiarMode::Disconnect, reply @ Message::Chunk { .. }) => {
             let frame = shoal_protocol::wire::encode_frame(reply);

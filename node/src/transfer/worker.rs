@@ -202,7 +202,7 @@ async fn decide(
     if let Some(i) = s.take_endgame_for(&peer) {
         return Next::Chunk(i);
     }
-    if idle_done || s.last_progress.elapsed() >= STALL_LIMIT {
+    if idle_done || s.stalled() {
         return Next::Done;
     }
     if primary
@@ -221,7 +221,7 @@ async fn until_stored(round: &Round, index: u32) {
         let notified = round.wake.notified();
         {
             let s = round.schedule.lock().await;
-            if s.stored.contains(&index) || s.map_forged {
+            if s.stored.contains(&index) || s.map_forged || s.stalled() {
                 return;
             }
         }

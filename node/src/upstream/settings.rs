@@ -36,6 +36,15 @@ const MAX_RETRIES: u32 = 10;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamSettings {
+    /// Off: only local and peer content is served, no pull-through.
+    pub enabled: bool,
+    /// How long resolving a tag upstream may take before the cached
+    /// mapping (or a peer's) is used instead.
+    #[serde(with = "seconds")]
+    pub tag_timeout: Duration,
+    /// Oldest cached tag mapping used when the upstream is unreachable.
+    #[serde(with = "seconds")]
+    pub max_stale_tag_age: Duration,
     /// The registry for names that do not say which one (Docker Engine's
     /// `registry-mirrors` only ever asks for Docker Hub images).
     pub default_upstream: String,
@@ -59,6 +68,9 @@ pub struct UpstreamSettings {
 impl Default for UpstreamSettings {
     fn default() -> UpstreamSettings {
         UpstreamSettings {
+            enabled: true,
+            tag_timeout: Duration::from_secs(3),
+            max_stale_tag_age: Duration::from_secs(7 * 86_400),
             default_upstream: DOCKER_HUB.to_owned(),
             registries: Vec::new(),
             allow_unlisted_hosts: true,
@@ -341,9 +353,10 @@ mod seconds {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
-        if !(0.0..=3_600.0).contains(&secs) {
+        // Up to a year: the stale-tag age is counted in days.
+        if !(0.0..=31_536_000.0).contains(&secs) {
             return Err(serde::de::Error::custom(
-                "must be between 0 and 3600 seconds",
+                "must be between 0 and 31536000 seconds (a year)",
             ));
         }
         Ok(Duration::from_secs_f64(secs))

@@ -8,6 +8,19 @@ use libp2p::Multiaddr;
 use shoal_protocol::Digest;
 
 /// A whole node (store, registry, network) in this process.
+/// Deterministic bytes that do not repeat (xorshift), for test blobs.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub struct Daemon {
     pub base: String,
     pub p2p_addr: Multiaddr,
@@ -31,6 +44,25 @@ impl Daemon {
         bootstrap: Vec<Multiaddr>,
         liar: Option<shoal_node::transfer::LiarMode>,
     ) -> Daemon {
+        Daemon::start_full(data_dir, p2p_port, bootstrap, liar, None).await
+    }
+
+    /// A node pulling through from `upstream` (an http:// URL) by default.
+    pub async fn start_mirror(
+        data_dir: &std::path::Path,
+        bootstrap: Vec<Multiaddr>,
+        upstream: &str,
+    ) -> Daemon {
+        Daemon::start_full(data_dir, None, bootstrap, None, Some(upstream)).await
+    }
+
+    pub async fn start_full(
+        data_dir: &std::path::Path,
+        p2p_port: Option<u16>,
+        bootstrap: Vec<Multiaddr>,
+        liar: Option<shoal_node::transfer::LiarMode>,
+        upstream: Option<&str>,
+    ) -> Daemon {
         let peer_id = shoal_node::network::identity::load_or_create(data_dir)
             .expect("identity")
             .public()
@@ -49,6 +81,11 @@ impl Daemon {
         config.p2p.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
         config.p2p.mdns = false;
         config.p2p.liar = liar;
+        match upstream {
+            Some(url) => config.upstream.set_default_url(url).expect("upstream URL"),
+            // Tests without an upstream must not reach for Docker Hub.
+            None => config.upstream.enabled = false,
+        }
         config.shutdown_grace = Duration::from_secs(1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -116,7 +116,11 @@ async fn main() -> anyhow::Result<()> {
         let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
         let url = format!("{}/v2/bench/big/blobs/{digest}", empty.url());
         wait_visible(&client, &url).await?;
-        let pids: Vec<u32> = nodes.iter().chain([&empty]).filter_map(|n| n.pid()).collect();
+        let pids: Vec<u32> = nodes
+            .iter()
+            .chain([&empty])
+            .filter_map(|n| n.pid())
+            .collect();
         let cpu_before = total_cpu(&pids)?;
         let f = fetch(&client, &url, &digest, true)
             .await

@@ -1,0 +1,238 @@
+//! The last resort of a fetch: the upstream registry. It fills only the
+//! chunks the partial blob lacks (what peers delivered before they stopped
+//! is kept), with `Range` requests over runs of missing chunks, resuming a
+//! run where a broken transfer left it. The whole blob is hashed at commit;
+//! until then no byte from upstream is offered to peers, and a streaming
+//! client gets the last chunk only after the commit.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use shoal_protocol::RepoName;
+use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
+
+use super::downloads::DownloadState;
+use super::fetch::{FetchError, Fetcher};
+use crate::metrics::Metrics;
+use crate::store::{BlobInfo, PartialBlob, StoreError};
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+/// Attempts per run of missing chunks before the fetch gives up.
+const RUN_ATTEMPTS: u32 = 3;
+
+/// Where a blob can be had upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSource {
+    pub host: String,
+    pub repo: RepoName,
+}
+
+impl Fetcher {
+    pub(super) async fn download_from_upstream(
+        &self,
+        state: &Arc<DownloadState>,
+        client: &UpstreamClient,
+        source: &UpstreamSource,
+    ) -> Result<BlobInfo, FetchError> {
+        let digest = state.digest.clone();
+        let upstream = |e: UpstreamError| FetchError::Upstream(e.to_string(), e.status().as_u16());
+        // The plan: from the peers' phase if there was one, else from the
+        // upstream's answer (whose body, from 0, is then used right away).
+        let (partial, plan, map, mut opened) = match state.view() {
+            Some(view) => (view.partial, view.plan, view.map, None),
+            None => {
+                let blob = client
+                    .blob(&source.host, &source.repo, &digest, 0)
+                    .await
+                    .map_err(upstream)?;
+                let size = blob.size.ok_or_else(|| {
+                    FetchError::Upstream(format!("{} sent no blob size", source.host), 502)
+                })?;
+                let plan = ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE)
+                    .map_err(|e| FetchError::Upstream(e.to_string(), 502))?;
+                let (store, d) = (self.store.clone(), digest.clone());
+                let partial = tokio::task::spawn_blocking(move || {
+                    store.partial_blob(&d, plan.size(), plan.chunk_size())
+                })
+                .await
+                .map_err(StoreError::from)??;
+                (partial, plan, None, Some(blob))
+            }
+        };
+        let mut have: Vec<bool> = vec![false; plan.count() as usize];
+        for i in partial.claimed() {
+            if let Some(h) = have.get_mut(i as usize) {
+                *h = true;
+            }
+        }
+        if opened.is_some() && have.iter().any(|h| *h) {
+            // An earlier run left chunks: fetch only what is missing.
+            opened = None;
+        }
+        if state.view().is_some() {
+            // Handing over from peers: a client being streamed the blob
+            // keeps its place.
+            state.set_source("upstream");
+        } else {
+            state.set_plan(partial.clone(), plan, map.clone(), "upstream");
+            for (i, h) in have.iter().enumerate() {
+                if *h {
+                    state.mark_checked(i as u32);
+                }
+            }
+        }
+        tracing::info!(%digest, host = %source.host, missing = have.iter().filter(|h| !**h).count(), of = plan.count(), "fetching from upstream");
+        for run in missing_runs(&have) {
+            let mut next = run.start;
+            let mut attempts = 0;
+            while next < run.end {
+                attempts += 1;
+                // The response opened to learn the size serves the first
+                // run; every other run is its own range request.
+                let response = match opened.take() {
+                    Some(blob) if next == 0 => Ok(blob),
+                    _ => {
+                        let byte_range = |i: u32| {
+                            plan.range(i)
+                                .map_err(|e| FetchError::Upstream(e.to_string(), 502))
+                        };
+                        let (start, end) = (byte_range(next)?.start, byte_range(run.end - 1)?.end);
+                        client
+                            .blob_range(&source.host, &source.repo, &digest, start, end - 1)
+                            .await
+                            .map_err(upstream)
+                    }
+                };
+                let result = match response {
+                    Ok(blob) => {
+                        self.fill(
+                            state,
+                            &partial,
+                            plan,
+                            map.as_deref(),
+                            blob,
+                            &mut next,
+                            run.end,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(e) if attempts < RUN_ATTEMPTS && next < run.end => {
+                        tracing::info!(%digest, error = %e, resume_at = next, "upstream transfer broke; resuming");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        match partial.commit(&digest, map.as_deref()).await {
+            Ok(info) => Ok(info),
+            Err(StoreError::DigestMismatch { expected, actual }) => Err(FetchError::Upstream(
+                format!(
+                    "{} sent a blob that is {actual}, not {expected}",
+                    source.host
+                ),
+                502,
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the chunks a response carries, from chunk `*next` on, until
+    /// `end` or the stream ends; `*next` says how far it got.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill(
+        &self,
+        state: &DownloadState,
+        partial: &PartialBlob,
+        plan: ChunkPlan,
+        map: Option<&shoal_protocol::chain::ChunkMap>,
+        blob: crate::upstream::UpstreamBlob,
+        next: &mut u32,
+        end: u32,
+    ) -> Result<(), FetchError> {
+        let mut stream = blob.stream;
+        let mut buf = BytesMut::new();
+        while *next < end {
+            let want = plan
+                .len_of(*next)
+                .map_err(|e| FetchError::Upstream(e.to_string(), 502))?
+                as usize;
+            while buf.len() < want {
+                match stream.next().await {
+                    Some(Ok(bytes)) => {
+                        Metrics::add(
+                            &self.metrics.upstream_bytes_received_total,
+                            bytes.len() as u64,
+                        );
+                        buf.extend_from_slice(&bytes);
+                    }
+                    Some(Err(e)) => {
+                        return Err(FetchError::Upstream(e.to_string(), e.status().as_u16()));
+                    }
+                    None => {
+                        return Err(FetchError::Upstream(
+                            "upstream response ended early".into(),
+                            502,
+                        ));
+                    }
+                }
+            }
+            let chunk: Bytes = buf.split_to(want).freeze();
+            // With a map (peers were tried first) a chunk is checked at
+            // once; without, the whole blob is checked at commit.
+            if let Some(map) = map
+                && map.judge(&state.digest, *next, &chunk).is_err()
+            {
+                return Err(FetchError::Upstream(
+                    format!("chunk {} from upstream does not match the chunk map", *next),
+                    502,
+                ));
+            }
+            let offset = u64::from(*next) * u64::from(plan.chunk_size());
+            partial.write_chunk(*next, offset, chunk.to_vec()).await?;
+            state.mark_checked(*next);
+            *next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Maximal runs of chunks not yet held.
+fn missing_runs(have: &[bool]) -> Vec<std::ops::Range<u32>> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, h) in have.iter().enumerate() {
+        match (h, start) {
+            (false, None) => start = Some(i as u32),
+            (true, Some(s)) => {
+                runs.push(s..i as u32);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push(s..have.len() as u32);
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_runs;
+
+    #[test]
+    fn runs_of_missing_chunks() {
+        assert_eq!(missing_runs(&[]), vec![]);
+        assert_eq!(missing_runs(&[false, false]), vec![0..2]);
+        assert_eq!(
+            missing_runs(&[true, false, false, true, false]),
+            vec![1..3, 4..5]
+        );
+        assert_eq!(missing_runs(&[true, true]), vec![]);
+    }
+}
