@@ -14,7 +14,9 @@ const PEERS_LISTED: usize = 3;
 #[serde(default)]
 pub struct NodeStatus {
     pub peer_id: Option<String>,
+    /// Ids of connected peers (a node may send only their number).
     pub peers: Vec<String>,
+    pub connected_peers: Option<u64>,
     pub blobs: u64,
     pub bytes_stored: u64,
     pub downloads: Vec<Download>,
@@ -31,15 +33,39 @@ pub struct Download {
     pub size: Option<u64>,
     /// Bytes checked so far, which the node can already serve.
     pub streamable: u64,
+    /// Where the bytes come from: "peers" or "upstream".
+    pub source: Option<String>,
 }
 
+/// Byte counters; a node that does not count one leaves it out, and so
+/// does the summary.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ByteCounters {
-    pub served_http: u64,
-    pub from_peers: u64,
-    pub from_upstream: u64,
-    pub to_peers: u64,
+    pub served_http: Option<u64>,
+    pub from_peers: Option<u64>,
+    pub from_upstream: Option<u64>,
+    pub to_peers: Option<u64>,
+}
+
+impl ByteCounters {
+    fn line(&self) -> String {
+        let counters = [
+            ("served over HTTP", self.served_http),
+            ("from peers", self.from_peers),
+            ("from upstream", self.from_upstream),
+            ("to peers", self.to_peers),
+        ];
+        let known: Vec<String> = counters
+            .iter()
+            .filter_map(|(label, n)| n.map(|n| format!("{label} {}", HumanBytes(n))))
+            .collect();
+        if known.is_empty() {
+            "not reported".into()
+        } else {
+            known.join(", ")
+        }
+    }
 }
 
 impl NodeStatus {
@@ -68,20 +94,16 @@ impl NodeStatus {
         for download in &self.downloads {
             let _ = writeln!(out, "  {}", download.line());
         }
-        let b = &self.bytes;
-        let bytes = format!(
-            "served over HTTP {}, from peers {}, from upstream {}, to peers {}",
-            HumanBytes(b.served_http),
-            HumanBytes(b.from_peers),
-            HumanBytes(b.from_upstream),
-            HumanBytes(b.to_peers)
-        );
-        row(&mut out, "bytes", &bytes);
+        row(&mut out, "bytes", &self.bytes.line());
         out
     }
 
     fn peers_line(&self) -> String {
-        let mut line = self.peers.len().to_string();
+        let count = self
+            .connected_peers
+            .unwrap_or(0)
+            .max(self.peers.len() as u64);
+        let mut line = count.to_string();
         if !self.peers.is_empty() {
             let listed: Vec<&str> = self
                 .peers
@@ -90,7 +112,7 @@ impl NodeStatus {
                 .map(String::as_str)
                 .collect();
             let _ = write!(line, ": {}", listed.join(", "));
-            let more = self.peers.len().saturating_sub(PEERS_LISTED);
+            let more = count.saturating_sub(PEERS_LISTED as u64);
             if more > 0 {
                 let _ = write!(line, " and {more} more");
             }
@@ -105,21 +127,25 @@ pub fn row(out: &mut String, label: &str, value: &str) {
 }
 
 impl Download {
-    /// `e3b0c44298fc  45% of 12.00 MiB`, or the bytes so far when the size
-    /// is not known yet.
+    /// `e3b0c44298fc  45% of 12.00 MiB from peers`, or the bytes so far
+    /// when the size is not known yet.
     fn line(&self) -> String {
         let hex = self
             .digest
             .split_once(':')
             .map_or(self.digest.as_str(), |(_, hex)| hex);
         let short: String = hex.chars().take(12).collect();
-        match self.size {
+        let mut line = match self.size {
             Some(size) if size > 0 => {
                 let percent = self.streamable.min(size) * 100 / size;
                 format!("{short}  {percent:>3}% of {}", HumanBytes(size))
             }
             _ => format!("{short}  {} so far", HumanBytes(self.streamable)),
+        };
+        if let Some(source) = &self.source {
+            let _ = write!(line, " from {source}");
         }
+        line
     }
 }
 
@@ -134,7 +160,7 @@ mod tests {
             "peers": ["p1", "p2", "p3", "p4", "p5"],
             "blobs": 12, "bytes_stored": 3145728,
             "downloads": [
-                {"digest": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "size": 200, "streamable": 90},
+                {"digest": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "size": 200, "streamable": 90, "source": "peers"},
                 {"digest": "sha256:0123456789abcdef", "size": null, "streamable": 2048}
             ],
             "bytes": {"served_http": 1024, "from_peers": 2048, "from_upstream": 0, "to_peers": 1},
@@ -150,7 +176,7 @@ peers      5: p1, p2, p3 and 2 more
 blobs      12 (3.00 MiB)
 upstream   registry-1.docker.io
 fetching   2 blobs
-  e3b0c44298fc   45% of 200 B
+  e3b0c44298fc   45% of 200 B from peers
   0123456789ab  2.00 KiB so far
 bytes      served over HTTP 1.00 KiB, from peers 2.00 KiB, from upstream 0 B, to peers 1 B
 ";
@@ -167,5 +193,21 @@ bytes      served over HTTP 1.00 KiB, from peers 2.00 KiB, from upstream 0 B, to
         );
         assert!(text.contains("peers      0\n"), "{text}");
         assert!(text.contains("fetching   0 blobs"), "{text}");
+        assert!(text.contains("bytes      not reported\n"), "{text}");
+    }
+
+    /// The shape the node sends today: a peer count without ids, no
+    /// `served_http`.
+    #[test]
+    fn a_peer_count_without_ids_and_missing_counters() {
+        let json = r#"{"peer_id": "me", "connected_peers": 4, "peers": [],
+            "bytes": {"from_peers": 1024, "to_peers": 0, "from_upstream": 2048}}"#;
+        let status: NodeStatus = serde_json::from_str(json).expect("parses");
+        let text = status.render("http://n");
+        assert!(text.contains("peers      4\n"), "{text}");
+        assert!(
+            text.contains("bytes      from peers 1.00 KiB, from upstream 2.00 KiB, to peers 0 B\n"),
+            "{text}"
+        );
     }
 }
