@@ -6,13 +6,13 @@
 //! give the line a user would read.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal_tests::command::{self, CmdOutput};
 use shoal_tests::distribution::Client;
 use shoal_tests::images::{TestImage, test_images};
-use shoal_tests::node::{free_port, shoal_binary};
+use shoal_tests::node::{bootstrap_addr, free_port, shoal_binary};
 use shoal_tests::oci::{ImageDigests, sha256_digest};
 use shoal_tests::skopeo::{self, Format};
 use shoal_tests::{Must, NodeOptions, ShoalNode, TestRegistry, require};
@@ -27,11 +27,25 @@ fn shoal(args: &[&str]) -> CmdOutput {
     command::run(&mut cmd, PULL_TIMEOUT).must("run shoal")
 }
 
-/// A node that serves only what it holds, so a missing image is a plain
-/// 404 rather than a failed trip to Docker Hub.
+/// A node that serves only what it or its peers hold, so a missing image
+/// is a plain 404 rather than a failed trip to Docker Hub.
 fn local_node() -> ShoalNode {
+    peer_node(0, None)
+}
+
+/// [`local_node`] listening for peers on `p2p_port` (0: any) and joining
+/// through `bootstrap`, if given.
+fn peer_node(p2p_port: u16, bootstrap: Option<String>) -> ShoalNode {
+    let mut env = vec![
+        ("SHOAL_NO_UPSTREAM".to_owned(), "true".to_owned()),
+        (
+            "SHOAL_P2P_LISTEN".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+        ),
+    ];
+    env.extend(bootstrap.map(|b| ("SHOAL_BOOTSTRAP".to_owned(), b)));
     ShoalNode::start(NodeOptions {
-        env: vec![("SHOAL_NO_UPSTREAM".into(), "true".into())],
+        env,
         ..NodeOptions::default()
     })
     .must("start shoal")
@@ -65,13 +79,8 @@ fn assert_pulled(out: &CmdOutput, image: &str, manifest: &str, digests: &ImageDi
             .collect();
         assert_eq!(started, 1, "one start line for {digest}:\n{}", out.stdout);
         assert_eq!(done.len(), 1, "one done line for {digest}:\n{}", out.stdout);
-        // Pushed to this node, so served from its store (`unknown` until
-        // the node says where its bytes came from).
-        assert!(
-            done[0].contains(" local done in ") || done[0].contains(" unknown done in "),
-            "{}",
-            done[0]
-        );
+        // Pushed to this node, so served from its store.
+        assert!(done[0].contains(" local done in "), "{}", done[0]);
     }
     let blob_count = digests.referenced().len();
     let summary = lines.last().copied().unwrap_or_default();
@@ -126,6 +135,72 @@ fn pull_prints_a_line_per_blob_and_a_summary() {
     let manifest = push(&node, image, "pulltest/docker:v1", Format::V2s2);
     let out = shoal(&["pull", "--node", &url, "pulltest/docker:v1"]);
     assert_pulled(&out, "pulltest/docker:v1", &manifest, &image.digests);
+}
+
+/// A node that holds nothing pulls through its peer: the manifest comes
+/// from peers, and so do the blobs (or they are already local, fetched
+/// ahead when the node served the manifest); the node counts them.
+#[test]
+fn pull_through_a_node_that_fetches_from_its_peer() {
+    require!(skopeo::require());
+    let images = require!(test_images());
+    let port = free_port().must("a free port").port();
+    let holder = peer_node(port, None);
+    let manifest = push(&holder, &images.app_b, "pulltest/peer:v1", Format::Oci);
+    let bootstrap = bootstrap_addr(&holder, port).must("bootstrap address");
+    let empty = peer_node(0, Some(bootstrap));
+    let url = empty.url();
+    let layers = &images.app_b.digests.layers;
+    wait_for_provider(&empty, "pulltest/peer", &layers[layers.len() - 1].digest);
+
+    let name = format!("pulltest/peer@{manifest}");
+    let out = shoal(&["pull", "--node", &url, &name]);
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!("manifest {manifest} peers\n")),
+        "{}",
+        out.stdout
+    );
+    for line in out.stdout.lines().filter(|l| l.contains(" done in ")) {
+        assert!(
+            line.contains(" peers done in ") || line.contains(" local done in "),
+            "{line}"
+        );
+    }
+    let summary = out.stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with(&format!("pulled {name} ({manifest}): 3 blobs, ")),
+        "{summary}"
+    );
+
+    let json = shoal(&["status", "--json", "--node", &url]);
+    assert!(json.success(), "{}", json.stderr);
+    let status: serde_json::Value = serde_json::from_str(&json.stdout).must("status JSON");
+    let from_peers = status["bytes"]["from_peers"].as_u64().unwrap_or(0);
+    let image_bytes: u64 = images.app_b.digests.layers.iter().map(|l| l.size).sum();
+    assert!(
+        from_peers >= image_bytes,
+        "{from_peers} bytes from peers, the layers are {image_bytes}: {status}"
+    );
+}
+
+/// Announcements travel asynchronously: waits until `node` knows a peer
+/// holding `digest` (a HEAD is answered from the provider's size, without
+/// fetching anything).
+fn wait_for_provider(node: &ShoalNode, repo: &str, digest: &str) {
+    let client = Client::new(node.url()).must("HTTP client");
+    let runtime = tokio::runtime::Runtime::new().must("tokio runtime");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let head = runtime.block_on(client.head_blob(repo, digest));
+        match head {
+            Ok(r) if r.status().is_success() => return,
+            last if Instant::now() >= deadline => {
+                panic!("no provider of {digest} within 30 s (last: {last:?})")
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// An index with app-b for another platform and app-a for this one: the
@@ -253,21 +328,21 @@ fn status_summarises_the_node() {
     );
     assert!(out.stdout.contains("bytes"), "{}", out.stdout);
 
-    let json = shoal(&["status", "--json", "--node", &url]);
-    if json.success() {
-        let status: serde_json::Value =
-            serde_json::from_str(&json.stdout).must("status --json prints JSON");
-        assert!(status.get("blobs").is_some(), "{status}");
-        for row in ["peer id", "peers", "blobs", "fetching"] {
-            assert!(
-                out.stdout.lines().any(|l| l.starts_with(row)),
-                "no {row:?} row:\n{}",
-                out.stdout
-            );
-        }
-    } else {
-        // A node without /_shoal/status yet: the summary came from /metrics.
-        assert!(json.stderr.contains("/_shoal/status"), "{}", json.stderr);
-        assert!(out.stdout.contains("/metrics"), "{}", out.stdout);
+    for row in [
+        "peer id",
+        "peers",
+        "blobs      0 (0 B)",
+        "fetching   0 blobs",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(row)),
+            "no {row:?} row:\n{}",
+            out.stdout
+        );
     }
+    let json = shoal(&["status", "--json", "--node", &url]);
+    assert!(json.success(), "{}", json.stderr);
+    let status: serde_json::Value =
+        serde_json::from_str(&json.stdout).must("status --json prints JSON");
+    assert_eq!(status["blobs"], 0, "{status}");
 }
