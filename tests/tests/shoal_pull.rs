@@ -15,7 +15,7 @@ use shoal_tests::images::{TestImage, test_images};
 use shoal_tests::node::{bootstrap_addr, free_port, shoal_binary};
 use shoal_tests::oci::{ImageDigests, sha256_digest};
 use shoal_tests::skopeo::{self, Format};
-use shoal_tests::{Must, NodeOptions, ShoalNode, TestRegistry, require};
+use shoal_tests::{DockerRegistry, Must, NodeOptions, ShoalNode, TestRegistry, require};
 
 const PULL_TIMEOUT: Duration = Duration::from_secs(120);
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -182,6 +182,55 @@ fn pull_through_a_node_that_fetches_from_its_peer() {
         from_peers >= image_bytes,
         "{from_peers} bytes from peers, the layers are {image_bytes}: {status}"
     );
+}
+
+/// A node in front of a registry: an image named with the registry's host
+/// comes from the upstream (sent as `?ns=<host>`), and the same image named
+/// without a host (the node's default upstream) is then local.
+#[test]
+fn pull_through_the_upstream_by_registry_host() {
+    require!(skopeo::require());
+    require!(DockerRegistry::require());
+    let images = require!(test_images());
+    let registry = DockerRegistry::start().must("start docker-registry");
+    let upstream = registry.host();
+    let image = &images.app_a;
+    let scratch = tempfile::tempdir().must("scratch dir");
+    let manifest = skopeo::push(
+        &images.oci_ref(image),
+        &upstream,
+        "mirror/app:v1",
+        Format::Oci,
+        scratch.path(),
+    )
+    .must("push to docker-registry");
+    let node = ShoalNode::start(NodeOptions {
+        env: vec![("SHOAL_UPSTREAM".into(), format!("http://{upstream}"))],
+        ..NodeOptions::default()
+    })
+    .must("start shoal");
+    let url = node.url();
+
+    let named = format!("{upstream}/mirror/app:v1");
+    let out = shoal(&["pull", "--node", &url, &named]);
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("manifest {manifest} upstream\n")),
+        "{}",
+        out.stdout
+    );
+    // Serving the manifest starts fetching its blobs ahead, so a small
+    // one may be local by the time it is asked for.
+    for line in out.stdout.lines().filter(|l| l.contains(" done in ")) {
+        assert!(
+            line.contains(" upstream done in ") || line.contains(" local done in "),
+            "{line}"
+        );
+    }
+
+    let out = shoal(&["pull", "--node", &url, "mirror/app:v1"]);
+    assert_pulled(&out, "mirror/app:v1", &manifest, &image.digests);
 }
 
 /// Announcements travel asynchronously: waits until `node` knows a peer
