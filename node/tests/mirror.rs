@@ -157,21 +157,23 @@ async fn a_second_node_pulls_from_the_first_while_the_upstream_is_down() {
     let log_before = registry.log();
     registry.stop();
 
-    // B knows nothing and the upstream is down: everything comes from A.
+    // B knows nothing and the upstream is down: B resolves the tag from A
+    // and gets everything from A.
     let b = Daemon::start_mirror(dir_b.path(), vec![a.p2p_addr.clone()], &registry.url()).await;
-    let mut sources = Vec::new();
     for _ in 0..50 {
-        let r = get(&format!(
-            "{}/v2/tests/app/manifests/{manifest_digest}",
-            b.base
-        ))
-        .await;
+        let r = get(&format!("{}/v2/tests/app/manifests/v1", b.base)).await;
         if r.status().is_success() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    sources.extend(pull(&b, "tests/app", &manifest_digest.to_string(), &image).await);
+    let sources = pull(&b, "tests/app", "v1", &image).await;
+    let by_digest = get(&format!(
+        "{}/v2/tests/app/manifests/{manifest_digest}",
+        b.base
+    ))
+    .await;
+    assert_eq!(by_digest.status().as_u16(), 200);
     eprintln!("B's sources: {sources:?}");
     assert!(
         sources.iter().all(|s| s == "peers" || s == "local"),

@@ -70,7 +70,23 @@ pub enum Message {
     Refused {
         reason: String,
     },
+    /// Which manifest digest a tag named at its upstream when the peer last
+    /// resolved it (`name` is `<host>/<repo>:<tag>`). A claim, not a fact:
+    /// used only when the upstream cannot say (see `docs/security.md`).
+    GetTag {
+        name: String,
+    },
+    TagIs {
+        name: String,
+        digest: Digest,
+        /// Seconds since the peer resolved it.
+        age_secs: u64,
+    },
 }
+
+/// Longest tag name in `GetTag`/`TagIs`: a host, a repository name (255)
+/// and a tag (128), with room to spare.
+pub const MAX_TAG_NAME: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -92,6 +108,8 @@ const GET_HAVE: u8 = 7;
 const HAVE: u8 = 8;
 const NOT_FOUND: u8 = 9;
 const REFUSED: u8 = 10;
+const GET_TAG: u8 = 11;
+const TAG_IS: u8 = 12;
 
 /// Longest `Refused` reason kept (longer ones are cut on encode).
 const MAX_REASON: usize = 256;
@@ -169,12 +187,33 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             put_bytes(&mut body, cut.as_bytes());
             REFUSED
         }
+        Message::GetTag { name } => {
+            put_bytes(&mut body, cut_name(name));
+            GET_TAG
+        }
+        Message::TagIs {
+            name,
+            digest,
+            age_secs,
+        } => {
+            put_bytes(&mut body, cut_name(name));
+            put_digest(&mut body, digest);
+            body.extend_from_slice(&age_secs.to_be_bytes());
+            TAG_IS
+        }
     };
     let mut frame = Vec::with_capacity(5 + body.len());
     frame.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
     frame.push(kind);
     frame.extend_from_slice(&body);
     frame
+}
+
+/// A tag name as sent: at most [`MAX_TAG_NAME`] bytes (longer names are
+/// never valid, so a cut one simply matches nothing).
+fn cut_name(name: &str) -> &[u8] {
+    let b = name.as_bytes();
+    &b[..b.len().min(MAX_TAG_NAME)]
 }
 
 /// A cursor over a frame body that never reads past its end.
@@ -221,6 +260,10 @@ impl<'a> Reader<'a> {
             Err(WireError::Malformed("trailing bytes"))
         }
     }
+}
+
+fn tag_name(bytes: &[u8]) -> Result<String, WireError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| WireError::Malformed("tag name is not UTF-8"))
 }
 
 /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are
@@ -285,6 +328,14 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
         REFUSED => Message::Refused {
             reason: String::from_utf8_lossy(r.bytes(MAX_REASON * 4)?).into_owned(),
         },
+        GET_TAG => Message::GetTag {
+            name: tag_name(r.bytes(MAX_TAG_NAME)?)?,
+        },
+        TAG_IS => Message::TagIs {
+            name: tag_name(r.bytes(MAX_TAG_NAME)?)?,
+            digest: r.digest()?,
+            age_secs: r.u64()?,
+        },
         other => return Err(WireError::UnknownKind(other)),
     };
     r.end()?;
@@ -339,6 +390,14 @@ mod tests {
             Message::NotFound { digest: d },
             Message::Refused {
                 reason: "busy".into(),
+            },
+            Message::GetTag {
+                name: "registry.example/app:v1".into(),
+            },
+            Message::TagIs {
+                name: "registry.example/app:v1".into(),
+                digest: Digest::sha256_of(b"manifest"),
+                age_secs: 42,
             },
         ]
     }

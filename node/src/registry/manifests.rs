@@ -63,7 +63,7 @@ async fn lookup(
                     let accept = accepted(req);
                     let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
                     let digest = mirror
-                        .resolve_tag(&state.store, source, &tag, &accept)
+                        .resolve_tag(&state.store, state.fetcher.as_ref(), source, &tag, &accept)
                         .await?;
                     (digest, true)
                 }

@@ -65,6 +65,7 @@ impl Mirror {
     pub async fn resolve_tag(
         &self,
         store: &Store,
+        fetcher: Option<&crate::transfer::Fetcher>,
         source: &UpstreamSource,
         tag: &Tag,
         accept: &[&str],
@@ -83,7 +84,11 @@ impl Mirror {
             .await
         {
             Ok(head) => {
+                let known = store.mirror_tag(&key)?.is_some();
                 store.put_mirror_tag(&key, &head.digest)?;
+                if let (Some(fetcher), false) = (fetcher, known) {
+                    fetcher.announce_tag(&key).await;
+                }
                 Ok(head.digest)
             }
             Err(e) => {
@@ -92,6 +97,14 @@ impl Mirror {
                     && age <= self.max_stale
                 {
                     tracing::info!(%key, %digest, age_s = age.as_secs(), error = %e, "upstream unreachable; using the cached tag");
+                    return Ok(digest);
+                }
+                if !matches!(e, UpstreamError::NotFound { .. })
+                    && let Some(fetcher) = fetcher
+                    && let Some((digest, age)) = fetcher.tag_from_peers(&key).await
+                    && age <= self.max_stale
+                {
+                    tracing::info!(%key, %digest, age_s = age.as_secs(), error = %e, "upstream unreachable; using a peer's tag");
                     return Ok(digest);
                 }
                 Err(upstream_error(e))

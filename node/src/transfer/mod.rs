@@ -11,6 +11,7 @@ mod peers;
 mod schedule;
 mod server;
 mod session;
+mod tags;
 mod worker;
 
 pub use downloads::{Download, Downloads, Finished, PartialView, Progress};

@@ -253,6 +253,16 @@ impl TransferServer {
                 },
                 None => Message::NotFound { digest },
             },
+            Message::GetTag { name } => match self.store.mirror_tag(&name) {
+                Ok(Some((digest, age))) => Message::TagIs {
+                    name,
+                    digest,
+                    age_secs: age.as_secs(),
+                },
+                _ => Message::NotFound {
+                    digest: super::tags::tag_key(&name),
+                },
+            },
             other => refused(format!("unexpected request {}", kind(&other))),
         }
     }
@@ -359,6 +369,7 @@ fn kind(m: &Message) -> &'static str {
         Message::NotFound { .. } => "NotFound",
         Message::Refused { .. } => "Refused",
         Message::GetHave { .. } => "GetHave",
+        Message::TagIs { .. } => "TagIs",
         _ => "request",
     }
 }
