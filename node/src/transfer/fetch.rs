@@ -152,6 +152,10 @@ impl Fetcher {
         &self.peers
     }
 
+    pub(super) fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
     /// Providers of `digest` other than this node, banned ones left out,
     /// the quickest first.
     async fn providers(&self, digest: &Digest) -> Vec<PeerId> {
@@ -233,7 +237,7 @@ impl Fetcher {
                             (
                                 Err(FetchError::NotFound(_) | FetchError::ProvidersFailed(_)),
                                 Some((client, source)),
-                            ) => self.download_from_upstream(&state, client, source).await,
+                            ) => self.upstream_once(&state, client, source).await,
                             _ => from_peers,
                         }
                     };
@@ -353,7 +357,7 @@ impl Fetcher {
 
     /// From peers. With an upstream to hand over to, peers that stop
     /// delivering are given up on sooner.
-    async fn download(
+    pub(super) async fn download(
         &self,
         state: &Arc<DownloadState>,
         upstream_behind: bool,

@@ -12,6 +12,7 @@ mod schedule;
 mod server;
 mod session;
 mod tags;
+mod upstream_lead;
 mod worker;
 
 pub use downloads::{Download, Downloads, Finished, PartialView, Progress};

@@ -200,7 +200,7 @@ impl TransferServer {
                     },
                     Err(e) => refused(e),
                 },
-                _ => match self.partial(&digest).filter(|v| v.map.is_some()) {
+                _ => match self.partial(&digest) {
                     Some(view) => Message::Info {
                         digest,
                         size: view.plan().size(),
