@@ -34,6 +34,9 @@ impl TestRegistry {
         };
         // These tests are about the HTTP API; many run at once.
         config.p2p.enabled = false;
+        // A plain registry: names it does not hold are unknown, not pulled
+        // through from Docker Hub.
+        config.upstream.enabled = false;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
