@@ -6,7 +6,10 @@
 //! (see `shoal_tests::skip`); `tests/run.sh` counts them as skipped.
 
 mod crash_safety;
+mod docker_mirror;
 mod docker_pull;
+mod mirror_speed;
+mod mirror_support;
 mod shoal_pull;
 mod skopeo_roundtrip;
 mod swarm_pull;
