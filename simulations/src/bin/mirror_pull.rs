@@ -83,7 +83,11 @@ async fn seed(client: &reqwest::Client, registry: &str) -> anyhow::Result<Image>
         .body(manifest.clone())
         .send()
         .await?;
-    anyhow::ensure!(resp.status().is_success(), "manifest push: {}", resp.status());
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "manifest push: {}",
+        resp.status()
+    );
     Ok(Image {
         manifest: Bytes::from(manifest),
         blobs,
@@ -99,8 +103,15 @@ async fn pull(client: &reqwest::Client, base: &str, image: &Image) -> anyhow::Re
         .header("accept", OCI_MANIFEST)
         .send()
         .await?;
-    anyhow::ensure!(resp.status().is_success(), "manifest from {base}: {}", resp.status());
-    anyhow::ensure!(resp.bytes().await? == image.manifest, "manifest from {base} differs");
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "manifest from {base}: {}",
+        resp.status()
+    );
+    anyhow::ensure!(
+        resp.bytes().await? == image.manifest,
+        "manifest from {base} differs"
+    );
     let fetches = image.blobs.iter().map(|d| {
         let url = format!("{base}/v2/bench/app/blobs/{d}");
         async move { fetch(client, &url, d, true).await }
@@ -118,7 +129,10 @@ async fn pull(client: &reqwest::Client, base: &str, image: &Image) -> anyhow::Re
 fn shoal_node(upstream: &str, bootstrap: Option<&str>) -> anyhow::Result<(ShoalNode, u16)> {
     let port = free_port().map_err(err)?.port();
     let mut env = vec![
-        ("SHOAL_P2P_LISTEN".to_owned(), format!("/ip4/127.0.0.1/tcp/{port}")),
+        (
+            "SHOAL_P2P_LISTEN".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{port}"),
+        ),
         ("SHOAL_NO_UPSTREAM".to_owned(), "false".to_owned()),
         ("SHOAL_UPSTREAM".to_owned(), upstream.to_owned()),
     ];
@@ -136,10 +150,7 @@ fn shoal_node(upstream: &str, bootstrap: Option<&str>) -> anyhow::Result<(ShoalN
 
 fn summary(times: &mut [Duration]) -> (f64, f64) {
     times.sort();
-    (
-        times[0].as_secs_f64(),
-        times[times.len() / 2].as_secs_f64(),
-    )
+    (times[0].as_secs_f64(), times[times.len() / 2].as_secs_f64())
 }
 
 #[tokio::main]
@@ -150,7 +161,9 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder().no_proxy().build()?;
     let registry = DockerRegistry::start().map_err(err)?;
     let upstream = registry.url();
-    let image = seed(&client, &upstream).await.context("seeding the registry")?;
+    let image = seed(&client, &upstream)
+        .await
+        .context("seeding the registry")?;
 
     let mut direct = Vec::new();
     let mut no_peers = Vec::new();
