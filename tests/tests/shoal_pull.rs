@@ -205,7 +205,10 @@ fn pull_through_the_upstream_by_registry_host() {
     )
     .must("push to docker-registry");
     let node = ShoalNode::start(NodeOptions {
-        env: vec![("SHOAL_UPSTREAM".into(), format!("http://{upstream}"))],
+        env: vec![
+            ("SHOAL_NO_UPSTREAM".into(), "false".into()),
+            ("SHOAL_UPSTREAM".into(), format!("http://{upstream}")),
+        ],
         ..NodeOptions::default()
     })
     .must("start shoal");
