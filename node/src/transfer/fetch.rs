@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::downloads::{Download, DownloadState, Downloads, Finished};
+use super::framed::FrameError;
 pub use super::from_upstream::UpstreamSource;
 use super::peers::{LIE_BAN, PeerBook};
 use super::schedule::{Availability, Schedule};
@@ -49,8 +50,10 @@ pub const STREAMS_PER_PEER: usize = 4;
 /// How long a provider lookup may take before the answer is "nobody".
 pub const FIND_DEADLINE: Duration = Duration::from_secs(2);
 /// After the first provider answered with its map, how long the others
-/// get (their maps are compared; a slow one is not waited for).
-pub const MAP_GRACE: Duration = Duration::from_millis(200);
+/// get (their maps are compared, and they share the work; a provider
+/// slower than this is left out of the fetch). Generous: a provider may be
+/// computing the map of a blob it just received.
+pub const MAP_GRACE: Duration = Duration::from_millis(1500);
 /// End-game: once nothing is left to hand out, a chunk requested this long
 /// ago and not yet delivered is asked of an idle provider too.
 pub const ENDGAME_AFTER: Duration = Duration::from_millis(500);
@@ -167,7 +170,12 @@ impl Fetcher {
             .unwrap_or_default();
         let found: Vec<PeerId> = found.into_iter().filter(|p| *p != me).collect();
         Metrics::add(&self.metrics.dht_providers_found_total, found.len() as u64);
-        let mut ranked = self.peers.rank(found);
+        let mut ranked = self.peers.rank(found.clone());
+        if ranked.is_empty() {
+            // Everyone who has it is banned: asking again costs a liar's
+            // chunk at most, refusing makes the blob unavailable.
+            ranked = found;
+        }
         ranked.truncate(MAX_PROVIDERS);
         ranked
     }
@@ -286,16 +294,35 @@ impl Fetcher {
                 let mut control = self.network.stream_control();
                 let (peer, digest) = (*peer, digest.clone());
                 async move {
-                    let mut session = Session::open(&mut control, peer).await?;
-                    let map = match session
-                        .ask(&Message::GetMap {
-                            digest: digest.clone(),
-                        })
-                        .await
-                    {
-                        Ok(Message::Map { digest: d, map }) if d == digest => map,
-                        _ => return None,
-                    };
+                    // Two tries: a stream opened on a connection that is
+                    // just closing (a duplicate between the same two peers)
+                    // fails at once; a fresh one picks a live connection.
+                    let mut got = None;
+                    for _ in 0..2 {
+                        let Some(mut session) = Session::open(&mut control, peer).await else {
+                            tracing::info!(%peer, "could not open a stream to a provider");
+                            return None;
+                        };
+                        match session
+                            .ask(&Message::GetMap {
+                                digest: digest.clone(),
+                            })
+                            .await
+                        {
+                            Ok(Message::Map { digest: d, map }) if d == digest => {
+                                got = Some((session, map));
+                                break;
+                            }
+                            Err(FrameError::Io(e)) => {
+                                tracing::debug!(%peer, error = %e, "map request broke; trying a fresh stream");
+                            }
+                            other => {
+                                tracing::info!(%peer, ok = other.is_ok(), "a provider gave no chunk map");
+                                return None;
+                            }
+                        }
+                    }
+                    let (mut session, map) = got?;
                     ChainVerifier::new(digest.clone(), map.clone()).ok()?;
                     let mut avail = None;
                     if map.plan().count() > 1 {
@@ -367,7 +394,14 @@ impl Fetcher {
         if providers.is_empty() {
             return Err(FetchError::NotFound(digest));
         }
-        let answers = self.ask_maps(&digest, &providers).await;
+        let mut answers = self.ask_maps(&digest, &providers).await;
+        if answers.is_empty() {
+            // Streams to a busy peer are sometimes refused (its accept
+            // queue overflowed); one more round before giving up.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answers = self.ask_maps(&digest, &providers).await;
+        }
+        tracing::info!(%digest, providers = providers.len(), answered = answers.len(), "fetching from peers");
         if answers.is_empty() {
             return Err(FetchError::NotFound(digest));
         }

@@ -2,8 +2,10 @@
 //! each delivered, and which are banned (and until when).
 //!
 //! A peer whose bytes failed a check or whose chunk map the digest
-//! disproved is banned for [`LIE_BAN`]; one that broke off or stalled for
-//! [`FAIL_BAN`]. Throughput is an exponentially weighted average of chunk
+//! disproved is banned for [`LIE_BAN`]. One that broke off or stalled is
+//! only dropped from that fetch and scored down (streams also break when a
+//! busy peer's accept queue overflows; banning for that would make blobs
+//! unavailable). Throughput is an exponentially weighted average of chunk
 //! deliveries, used to pick the quickest providers first.
 
 use std::collections::HashMap;
@@ -14,8 +16,6 @@ use libp2p::PeerId;
 
 /// How long a peer that sent bytes failing a check is left out.
 pub const LIE_BAN: Duration = Duration::from_secs(600);
-/// How long a peer that broke off or stalled is left out.
-pub const FAIL_BAN: Duration = Duration::from_secs(30);
 /// Peers remembered at most; the least useful are forgotten first.
 const MAX_PEERS: usize = 4096;
 /// Weight of the newest delivery in the throughput average.

@@ -39,6 +39,9 @@ pub struct TransferServer {
     metrics: Arc<Metrics>,
     downloads: Downloads,
     maps: Arc<Mutex<HashMap<Digest, Arc<ChunkMap>>>>,
+    /// One map computation at a time: a request for a map being computed
+    /// in the background waits for it instead of hashing the blob again.
+    computing: Arc<tokio::sync::Mutex<()>>,
     #[cfg(feature = "test-liars")]
     liar: Option<LiarMode>,
     /// Chunks served so far (for `StallMidway`).
@@ -72,6 +75,7 @@ impl TransferServer {
             metrics,
             downloads,
             maps: Arc::default(),
+            computing: Arc::default(),
             #[cfg(feature = "test-liars")]
             liar: None,
             #[cfg(feature = "test-liars")]
@@ -305,6 +309,10 @@ impl TransferServer {
             return Some(map.clone());
         }
         let size = self.store.blob_size(digest).ok()??;
+        let _computing = self.computing.lock().await;
+        if let Some(map) = self.maps.lock().ok()?.get(digest) {
+            return Some(map.clone());
+        }
         let map = match self.store.chunk_map(digest).ok()? {
             Some(map) if map.plan().size() == size => map,
             _ => {

@@ -10,6 +10,8 @@ use super::framed::{self, FrameError, FrameReader};
 
 /// How long one request may take before its peer counts as stalled.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries to open a stream before the peer counts as unreachable.
+const OPEN_ATTEMPTS: u32 = 3;
 
 pub struct Session {
     stream: libp2p::Stream,
@@ -17,18 +19,32 @@ pub struct Session {
 }
 
 impl Session {
+    /// Opens a stream to `peer`. A refused open is tried again twice: a
+    /// busy peer's libp2p-stream accept queue drops streams under a burst.
     pub async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> Option<Session> {
-        let stream = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            control.open_stream(peer, StreamProtocol::new(PROTOCOL_NAME)),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        Some(Session {
-            stream,
-            reader: FrameReader::default(),
-        })
+        for attempt in 0..OPEN_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            match tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                control.open_stream(peer, StreamProtocol::new(PROTOCOL_NAME)),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => {
+                    return Some(Session {
+                        stream,
+                        reader: FrameReader::default(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, attempt, error = %e, "opening a stream failed")
+                }
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     pub async fn ask(&mut self, request: &Message) -> Result<Message, FrameError> {

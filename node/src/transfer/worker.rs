@@ -15,7 +15,7 @@ use shoal_protocol::chain::ChunkMap;
 use shoal_protocol::wire::Message;
 
 use super::downloads::DownloadState;
-use super::peers::{FAIL_BAN, PeerBook};
+use super::peers::PeerBook;
 use super::schedule::Schedule;
 use super::session::Session;
 use crate::metrics::Metrics;
@@ -23,6 +23,9 @@ use crate::store::PartialBlob;
 
 /// How often a partial provider's have-map is asked for again.
 pub const HAVE_POLL: Duration = Duration::from_millis(300);
+/// Broken requests a stream may have before its peer is dropped from the
+/// fetch (a stall ends in a broken request too, after the timeout).
+const MAX_BREAKS: u32 = 1;
 /// Rejected chunks kept per round in case another map is the true one.
 pub const MAX_ORPHANS: usize = 8;
 /// A fetch in which no chunk arrived for this long gives up.
@@ -77,6 +80,7 @@ impl Worker {
     /// session when it is still usable.
     pub async fn run(mut self) -> (PeerId, Option<Session>) {
         let mut last_poll = Instant::now();
+        let mut breaks = 0;
         loop {
             let next = decide(
                 &self.round,
@@ -132,9 +136,16 @@ impl Worker {
                 // round ends.
                 Outcome::Rejected => return (self.peer, self.session),
                 // A request left half-answered leaves the stream unusable.
+                // Not a ban: streams also break when the peer's accept
+                // queue overflows under a burst (libp2p-stream drops them).
                 Outcome::Broken => {
-                    self.round.peers.ban(self.peer, FAIL_BAN);
-                    return (self.peer, None);
+                    self.round.peers.delivered(self.peer, 0, started.elapsed());
+                    breaks += 1;
+                    if breaks > MAX_BREAKS {
+                        return (self.peer, None);
+                    }
+                    // A fresh stream (decide() opens one) gets another go.
+                    self.session = None;
                 }
                 // Outrun by a duplicate request after the end-game wait: too
                 // slow (or stalled) to keep for this fetch, and scored so.
