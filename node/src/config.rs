@@ -205,7 +205,9 @@ impl NodeConfig {
     }
 }
 
-mod seconds {
+/// Seconds as a float in the config file, up to a year (shared with the
+/// `[upstream]` settings).
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};

@@ -448,11 +448,6 @@ impl ChainVerifier {
             ChunkVerdict::Consistent
         }
     }
-
-    /// The map this verifier checks against.
-    pub fn map(&self) -> &ChunkMap {
-        &self.map
-    }
 }
 
 impl ChunkMap {

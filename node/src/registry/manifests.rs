@@ -98,26 +98,16 @@ async fn lookup(
     Err(missing(state, name, reference)?)
 }
 
-/// The media types an `Accept` header lists (all manifest types if none).
+/// The concrete media types an `Accept` header lists, to ask the upstream
+/// for (every manifest type when it lists none).
 fn accepted(req: &RequestParts) -> Vec<String> {
-    let values: Vec<String> = req
-        .headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
-        .filter(|v| !v.is_empty() && v.contains('/') && !v.contains('*'))
+    let values: Vec<String> = accept_values(req)
+        .into_iter()
+        .filter(|v| v.contains('/') && !v.contains('*'))
+        .map(String::from)
         .collect();
     if values.is_empty() {
-        return [
-            shoal_protocol::manifest::OCI_MANIFEST,
-            shoal_protocol::manifest::OCI_INDEX,
-            shoal_protocol::manifest::DOCKER_MANIFEST,
-            shoal_protocol::manifest::DOCKER_MANIFEST_LIST,
-        ]
-        .map(String::from)
-        .to_vec();
+        return super::mirror::ALL_MANIFESTS.map(String::from).to_vec();
     }
     values
 }
@@ -207,18 +197,22 @@ fn missing(
     }
 }
 
-/// Whether an `Accept` header admits a media type. No header (or an empty
-/// one) admits everything, as old clients send none.
-fn accepts(req: &RequestParts, media_type: &str) -> bool {
-    let values: Vec<&str> = req
-        .headers
+/// The media types an `Accept` header lists, parameters dropped.
+fn accept_values(req: &RequestParts) -> Vec<&str> {
+    req.headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|v| v.split(';').next().unwrap_or(v).trim())
         .filter(|v| !v.is_empty())
-        .collect();
+        .collect()
+}
+
+/// Whether an `Accept` header admits a media type. No header (or an empty
+/// one) admits everything, as old clients send none.
+fn accepts(req: &RequestParts, media_type: &str) -> bool {
+    let values = accept_values(req);
     values.is_empty()
         || values
             .iter()

@@ -22,7 +22,7 @@ use crate::transfer::UpstreamSource;
 use crate::upstream::{UpstreamClient, UpstreamError, UpstreamSettings};
 
 /// What clients accept when they do not say (every manifest format).
-const ALL_MANIFESTS: [&str; 4] = [
+pub(super) const ALL_MANIFESTS: [&str; 4] = [
     shoal_protocol::manifest::OCI_MANIFEST,
     shoal_protocol::manifest::OCI_INDEX,
     shoal_protocol::manifest::DOCKER_MANIFEST,

@@ -75,13 +75,7 @@ impl PartialView {
 
     /// The wire form of `checked`: one bit per chunk, most significant first.
     pub fn bitmap(&self) -> Vec<u8> {
-        let mut out = vec![0u8; self.checked.len().div_ceil(8)];
-        for (i, on) in self.checked.iter().enumerate() {
-            if *on {
-                out[i / 8] |= 0x80 >> (i % 8);
-            }
-        }
-        out
+        super::bitmap::encode(self.checked.iter().copied())
     }
 }
 
@@ -354,13 +348,5 @@ impl Downloads {
                 .map(|s| (s.digest.clone(), s.progress.borrow().clone()))
                 .collect()
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.with(|m| m.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

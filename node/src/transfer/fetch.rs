@@ -151,10 +151,6 @@ impl Fetcher {
         &self.downloads
     }
 
-    pub fn peer_book(&self) -> &PeerBook {
-        &self.peers
-    }
-
     pub(super) fn stop_token(&self) -> &CancellationToken {
         &self.stop
     }
@@ -334,13 +330,7 @@ impl Fetcher {
                         {
                             Ok(Message::Have { bitmap, .. }) => {
                                 let count = map.plan().count() as usize;
-                                let bits: Vec<bool> = (0..count)
-                                    .map(|i| {
-                                        bitmap
-                                            .get(i / 8)
-                                            .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
-                                    })
-                                    .collect();
+                                let bits = super::bitmap::decode(&bitmap, count);
                                 if !bits.iter().all(|b| *b) {
                                     avail = Some(bits);
                                 }

@@ -3,6 +3,7 @@
 //! blobs from several providers, verified chunk by chunk
 //! (`protocol/src/chain.rs`) and as a whole.
 
+mod bitmap;
 mod downloads;
 mod fetch;
 mod framed;
@@ -17,7 +18,6 @@ mod worker;
 
 pub use downloads::{Download, Downloads, Finished, PartialView, Progress};
 pub use fetch::{FetchError, Fetcher, UpstreamSource};
-pub use peers::PeerBook;
 #[cfg(feature = "test-liars")]
 pub use server::LiarMode;
 pub use server::TransferServer;

@@ -95,14 +95,8 @@ impl Schedule {
     /// first); bits past the last chunk are ignored.
     pub fn set_bitmap(&mut self, peer: PeerId, bitmap: &[u8]) {
         let count = self.verifier.plan().count() as usize;
-        let bits = (0..count)
-            .map(|i| {
-                bitmap
-                    .get(i / 8)
-                    .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
-            })
-            .collect();
-        self.avail.insert(peer, Some(bits));
+        self.avail
+            .insert(peer, Some(super::bitmap::decode(bitmap, count)));
     }
 
     /// Whether the peer claims to hold everything.

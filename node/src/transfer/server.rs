@@ -229,16 +229,13 @@ impl TransferServer {
             },
             Message::GetHave { digest } => match self.store.blob_size(&digest) {
                 Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
-                    Ok(plan) => {
-                        let count = plan.count() as usize;
-                        let mut bitmap = vec![0xffu8; count.div_ceil(8)];
-                        if !count.is_multiple_of(8)
-                            && let Some(last) = bitmap.last_mut()
-                        {
-                            *last = 0xff << (8 - count % 8);
-                        }
-                        Message::Have { digest, bitmap }
-                    }
+                    Ok(plan) => Message::Have {
+                        digest,
+                        bitmap: super::bitmap::encode(std::iter::repeat_n(
+                            true,
+                            plan.count() as usize,
+                        )),
+                    },
                     Err(e) => refused(e),
                 },
                 _ => match self.partial(&digest).filter(|v| v.map.is_some()) {

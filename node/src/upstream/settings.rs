@@ -40,10 +40,10 @@ pub struct UpstreamSettings {
     pub enabled: bool,
     /// How long resolving a tag upstream may take before the cached
     /// mapping (or a peer's) is used instead.
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::config::seconds")]
     pub tag_timeout: Duration,
     /// Oldest cached tag mapping used when the upstream is unreachable.
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::config::seconds")]
     pub max_stale_tag_age: Duration,
     /// The registry for names that do not say which one (Docker Engine's
     /// `registry-mirrors` only ever asks for Docker Hub images).
@@ -55,11 +55,11 @@ pub struct UpstreamSettings {
     /// the listed registries only.
     pub allow_unlisted_hosts: bool,
     /// Time to establish a connection.
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::config::seconds")]
     pub connect_timeout: Duration,
     /// Time for a whole manifest or token request, for a blob response's
     /// headers, and for each read while a blob streams.
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::config::seconds")]
     pub request_timeout: Duration,
     /// Retries after a connection failure, a 429 or a 5xx (at most 10).
     pub retries: u32,
@@ -343,23 +343,6 @@ impl Endpoints {
             base,
             credentials: None,
         })
-    }
-}
-
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        // Up to a year: the stale-tag age is counted in days.
-        if !(0.0..=31_536_000.0).contains(&secs) {
-            return Err(serde::de::Error::custom(
-                "must be between 0 and 31536000 seconds (a year)",
-            ));
-        }
-        Ok(Duration::from_secs_f64(secs))
     }
 }
 

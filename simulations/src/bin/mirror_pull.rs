@@ -17,9 +17,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::StreamExt;
-use rand::RngCore;
 use shoal_protocol::Digest;
 use shoal_simulations::http_fetch::{fetch, push_blob};
+use shoal_simulations::{err, random_bytes};
 use shoal_tests::node::{NodeOptions, bootstrap_addr, free_port};
 use shoal_tests::registry::TestRegistry;
 use shoal_tests::{DockerRegistry, ShoalNode};
@@ -41,23 +41,13 @@ struct Image {
     bytes: u64,
 }
 
-fn err(e: String) -> anyhow::Error {
-    anyhow::anyhow!(e)
-}
-
-fn random(len: usize) -> Bytes {
-    let mut v = vec![0u8; len];
-    rand::rng().fill_bytes(&mut v);
-    Bytes::from(v)
-}
-
 async fn seed(client: &reqwest::Client, registry: &str) -> anyhow::Result<Image> {
     let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
     let mut blobs = vec![push_blob(client, registry, "bench/app", config.clone()).await?];
     let mut layers = Vec::new();
     let mut bytes = config.len() as u64;
     for kib in LAYERS_KIB {
-        let layer = random(kib * 1024);
+        let layer = random_bytes(kib * 1024);
         bytes += layer.len() as u64;
         let digest = push_blob(client, registry, "bench/app", layer.clone()).await?;
         layers.push(serde_json::json!({

@@ -13,10 +13,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Parser;
-use rand::RngCore;
 use shoal_simulations::http_fetch::{fetch, percentiles, push_blob};
+use shoal_simulations::{err, random_bytes};
 use shoal_tests::node::{bootstrap_addr, free_port, start_peer};
 use shoal_tests::registry::TestRegistry;
 use shoal_tests::{DockerRegistry, ShoalNode};
@@ -29,16 +28,6 @@ struct Args {
     /// Number of 512 KiB blobs for the latency measurement.
     #[arg(long, default_value_t = 200)]
     small: usize,
-}
-
-fn err(e: String) -> anyhow::Error {
-    anyhow::anyhow!(e)
-}
-
-fn random(len: usize) -> Bytes {
-    let mut v = vec![0u8; len];
-    rand::rng().fill_bytes(&mut v);
-    Bytes::from(v)
 }
 
 /// Providers holding the blob, each started alone (so each has its own
@@ -85,7 +74,7 @@ async fn wait_visible(client: &reqwest::Client, url: &str) -> anyhow::Result<()>
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let big = random(args.size_mib << 20);
+    let big = random_bytes(args.size_mib << 20);
 
     // Baseline: the same blob straight from docker-registry.
     DockerRegistry::require().map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -139,7 +128,15 @@ async fn main() -> anyhow::Result<()> {
     let (nodes, bootstrap) = providers(1)?;
     let mut digests = Vec::new();
     for _ in 0..args.small {
-        digests.push(push_blob(&client, &nodes[0].url(), "bench/small", random(512 << 10)).await?);
+        digests.push(
+            push_blob(
+                &client,
+                &nodes[0].url(),
+                "bench/small",
+                random_bytes(512 << 10),
+            )
+            .await?,
+        );
     }
     let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
     let first = format!("{}/v2/bench/small/blobs/{}", empty.url(), digests[0]);
