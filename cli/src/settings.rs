@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use shoal_node::config::NodeConfig;
+use shoal_node::limits::Rate;
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -48,6 +49,16 @@ pub struct DaemonArgs {
     /// Serve only local and peer content: no pull-through from registries.
     #[arg(long, env = "SHOAL_NO_UPSTREAM")]
     pub no_upstream: bool,
+    /// Most bytes per second sent to peers, for the whole node: e.g.
+    /// 100Mbit, 12MiB, or bytes per second (0: unlimited).
+    #[arg(long, env = "SHOAL_PEER_UPLOAD", value_name = "RATE")]
+    pub peer_upload: Option<Rate>,
+    /// Most bytes per second received from peers (same units).
+    #[arg(long, env = "SHOAL_PEER_DOWNLOAD", value_name = "RATE")]
+    pub peer_download: Option<Rate>,
+    /// Most bytes per second received from upstream registries.
+    #[arg(long, env = "SHOAL_UPSTREAM_DOWNLOAD", value_name = "RATE")]
+    pub upstream_download: Option<Rate>,
     /// Log filter in RUST_LOG syntax (e.g. "info,shoal_node=debug").
     #[arg(long, env = "RUST_LOG", value_name = "FILTER", default_value = "info")]
     pub log: String,
@@ -84,6 +95,16 @@ impl DaemonArgs {
         if self.no_upstream {
             config.upstream.enabled = false;
         }
+        let limits = &mut config.limits;
+        for (flag, field) in [
+            (self.peer_upload, &mut limits.peer_upload),
+            (self.peer_download, &mut limits.peer_download),
+            (self.upstream_download, &mut limits.upstream_download),
+        ] {
+            if let Some(rate) = flag {
+                *field = rate;
+            }
+        }
         config.validate().context("invalid configuration")?;
         Ok(config)
     }
@@ -110,6 +131,9 @@ mod tests {
             no_p2p: false,
             upstream: None,
             no_upstream: false,
+            peer_upload: None,
+            peer_download: None,
+            upstream_download: None,
             log: "info".into(),
         }
     }
@@ -155,6 +179,60 @@ mod tests {
         a.upstream = Some("http://127.0.0.1:5001".into());
         let c = a.node_config().expect("valid");
         assert_eq!(c.upstream.default_upstream, "127.0.0.1:5001");
+    }
+
+    #[test]
+    fn the_limits_section_and_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(
+            &path,
+            "[limits]\npeer_upload = \"100Mbit\"\nupstream_download = \"2MiB\"\n",
+        )
+        .expect("write config");
+        let c = args(Some(path.clone()), None).node_config().expect("valid");
+        assert_eq!(c.limits.peer_upload.limit(), Some(12_500_000));
+        assert_eq!(c.limits.peer_download, Rate::UNLIMITED);
+        assert_eq!(c.limits.upstream_download.limit(), Some(2 << 20));
+        let mut a = args(Some(path.clone()), None);
+        a.peer_upload = Some("0".parse().expect("rate"));
+        a.peer_download = Some("1Gbit".parse().expect("rate"));
+        let c = a.node_config().expect("valid");
+        assert_eq!(c.limits.peer_upload, Rate::UNLIMITED);
+        assert_eq!(c.limits.peer_download.limit(), Some(125_000_000));
+        std::fs::write(&path, "[limits]\npeer_download = \"10Mb\"\n").expect("write");
+        let err = args(Some(path.clone()), None)
+            .node_config()
+            .expect_err("ambiguous unit");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("peer_download") && err.contains("ambiguous"),
+            "{err}"
+        );
+        std::fs::write(&path, "[limits]\nupload_slots = 0\n").expect("write");
+        let err = args(Some(path.clone()), None)
+            .node_config()
+            .expect_err("no slots");
+        assert!(
+            format!("{err:#}").contains("limits.upload_slots"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn rate_flags_are_checked_by_clap() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            daemon: DaemonArgs,
+        }
+        let cli = Cli::try_parse_from(["shoal", "--peer-upload", "12MiB"]).expect("parses");
+        assert_eq!(cli.daemon.peer_upload.and_then(Rate::limit), Some(12 << 20));
+        let err = Cli::try_parse_from(["shoal", "--upstream-download", "lots"])
+            .expect_err("not a rate")
+            .to_string();
+        assert!(err.contains("does not start with a number"), "{err}");
     }
 
     #[test]

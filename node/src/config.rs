@@ -2,7 +2,7 @@
 //!
 //! The CLI reads this, lays flags and `SHOAL_*` variables over it, and calls
 //! [`NodeConfig::validate`]. Each subsystem then gets only its own options
-//! (`StoreOptions`, `RegistryLimits`), never the whole config.
+//! (`StoreOptions`, `RegistryLimits`, `Limits`), never the whole config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub p2p: P2pConfig,
     /// Where content no peer has comes from (`[upstream]`).
     pub upstream: crate::upstream::UpstreamSettings,
+    /// Bandwidth limits and upload slots (`[limits]`); unlimited by default.
+    pub limits: crate::limits::LimitSettings,
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(with = "seconds")]
     pub shutdown_grace: Duration,
@@ -84,6 +86,7 @@ impl Default for NodeConfig {
             registry: RegistryConfig::default(),
             p2p: P2pConfig::default(),
             upstream: crate::upstream::UpstreamSettings::default(),
+            limits: crate::limits::LimitSettings::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -172,6 +175,9 @@ impl NodeConfig {
         positive(self.registry.max_page_size, "registry.max_page_size")?;
         self.network_options()?;
         self.upstream.validate()?;
+        self.limits
+            .check()
+            .map_err(|(field, requirement)| ConfigError::Invalid { field, requirement })?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "data_dir",

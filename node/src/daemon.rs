@@ -74,10 +74,25 @@ pub async fn serve(
         });
     }
     let metrics = Arc::new(Metrics::default());
+    // One bucket per direction, shared by everything that moves bytes in it.
+    let limits = config.limits.build();
+    let l = &config.limits;
+    if [l.peer_upload, l.peer_download, l.upstream_download]
+        .iter()
+        .any(|r| r.limit().is_some())
+    {
+        tracing::info!(
+            peer_upload = %l.peer_upload,
+            peer_download = %l.peer_download,
+            upstream_download = %l.upstream_download,
+            "bandwidth limited"
+        );
+    }
     let mut state = RegistryState::new(store.clone(), config.registry_limits());
     let upstream = if config.upstream.enabled {
-        let client =
-            UpstreamClient::new(&config.upstream).map_err(|e| DaemonError::Config(e.into()))?;
+        let client = UpstreamClient::new(&config.upstream)
+            .map_err(|e| DaemonError::Config(e.into()))?
+            .with_download_limit(limits.upstream_download.clone());
         state = state.with_mirror(Mirror::new(client.clone(), &config.upstream));
         tracing::info!(default = %config.upstream.default_upstream, "pulling through from upstream registries");
         Some(client)
@@ -94,7 +109,8 @@ pub async fn serve(
         tracing::info!(peer_id = %handle.peer_id(), "p2p started");
         tokio::spawn(crate::announcer::run(store.clone(), handle.clone()));
         let downloads = Downloads::default();
-        let server = TransferServer::new(store.clone(), metrics.clone(), downloads.clone());
+        let server = TransferServer::new(store.clone(), metrics.clone(), downloads.clone())
+            .with_upload_limits(limits.upload_slots.clone(), limits.peer_upload.clone());
         #[cfg(feature = "test-liars")]
         let server = server.lying(config.p2p.liar);
         tokio::spawn(server.run(handle.stream_control(), stop.clone()));
@@ -104,7 +120,8 @@ pub async fn serve(
             metrics.clone(),
             downloads,
             stop.clone(),
-        );
+        )
+        .with_download_limit(limits.peer_download.clone());
         if let Some(client) = &upstream {
             fetcher = fetcher.with_upstream(client.clone());
         }

@@ -3,6 +3,7 @@
 pub mod announcer;
 pub mod config;
 pub mod daemon;
+pub mod limits;
 pub mod metrics;
 pub mod network;
 pub mod registry;

@@ -26,12 +26,17 @@ impl Drop for Node {
 }
 
 async fn start(bootstrap: Vec<Multiaddr>) -> Node {
-    let options = NetworkOptions {
+    start_with(bootstrap, |_| {}).await
+}
+
+async fn start_with(bootstrap: Vec<Multiaddr>, tweak: impl FnOnce(&mut NetworkOptions)) -> Node {
+    let mut options = NetworkOptions {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
         bootstrap,
         mdns: false,
         ..NetworkOptions::default()
     };
+    tweak(&mut options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (handle, _task) = network::spawn(Keypair::generate_ed25519(), options, async move {
         let _ = stopped.await;
@@ -127,11 +132,53 @@ async fn a_node_announces_ten_thousand_blobs() {
             .await
             .expect("provide (no 1024-key cap)");
     }
+    assert_eq!(a.handle.info().await.expect("info").provided_keys, 10_000);
     // A sample of them is found from the other node.
     for d in digests.iter().step_by(997) {
         let found = find_eventually(&b, d, &[a.handle.peer_id()]).await;
         assert!(found.contains(&a.handle.peer_id()), "{d}: {found:?}");
     }
+}
+
+/// What a node stores for others is swept once it expires (here after 2 s;
+/// the announcer's republish is 20 minutes away); its own keys stay.
+#[tokio::test]
+async fn expired_records_of_others_are_swept() {
+    let a = start(Vec::new()).await;
+    let b = start_with(vec![a.addr.clone()], |o| {
+        o.provider_ttl = Duration::from_secs(2);
+        o.sweep_interval = Duration::from_secs(1);
+    })
+    .await;
+    wait_connected(&b, 1).await;
+    b.handle
+        .provide(&Digest::sha256_of(b"b's own"))
+        .await
+        .expect("provide");
+    let others = || async { b.handle.info().await.expect("info").others_provider_records };
+
+    // Until a knows b (identify), its announcement reaches nobody: repeat it.
+    let digest = Digest::sha256_of(b"held for a while");
+    let mut stored = false;
+    for _ in 0..50 {
+        a.handle.provide(&digest).await.expect("provide");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if others().await == 1 {
+            stored = true;
+            break;
+        }
+    }
+    assert!(stored, "b never stored a's record");
+
+    let started = std::time::Instant::now();
+    while others().await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a's expired record was not swept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.handle.info().await.expect("info").provided_keys, 1);
 }
 
 /// A daemon with the network on: what it commits is announced, and after a
@@ -235,6 +282,48 @@ async fn empty_node_serves_a_blob_from_two_providers() {
         started.elapsed()
     );
     for node in [a, b, d] {
+        node.stop().await;
+    }
+}
+
+/// Limits change how fast, not what: a provider with one upload slot and
+/// both ends rate-limited still delivers the blob whole, every chunk
+/// checked, with its several request streams taking turns for the slot.
+#[tokio::test]
+async fn limited_nodes_still_exchange_blobs() {
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let limit = |c: &mut shoal_node::config::NodeConfig| {
+        c.limits.peer_upload = "256MiB".parse().expect("rate");
+        c.limits.peer_download = "256MiB".parse().expect("rate");
+        c.limits.upload_slots = 1;
+    };
+    let a = Daemon::start_with(dirs[0].path(), None, Vec::new(), None, None, limit).await;
+    let d = Daemon::start_with(
+        dirs[1].path(),
+        None,
+        vec![a.p2p_addr.clone()],
+        None,
+        None,
+        limit,
+    )
+    .await;
+    let data = common::pattern(6 * 1024 * 1024 + 5, 7);
+    let digest = a.push("app", &data).await;
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    find_eventually(&watcher, &digest, &[a.peer_id]).await;
+
+    let got = reqwest::get(format!("{}/v2/other/blobs/{digest}", d.base))
+        .await
+        .expect("GET");
+    assert_eq!(got.status().as_u16(), 200);
+    let body = got.bytes().await.expect("body");
+    assert_eq!(Digest::sha256_of(&body), digest);
+    assert!(a.metric("shoal_p2p_bytes_sent_total").await >= data.len() as u64);
+    assert_eq!(d.metric("shoal_chunks_rejected_total").await, 0);
+    assert!(d.metric("shoal_chunks_verified_total").await >= 7);
+    for node in [a, d] {
         node.stop().await;
     }
 }

@@ -203,6 +203,11 @@ impl ChunkMap {
         self.algorithm
     }
 
+    /// The map as a prefix with every state.
+    pub fn to_prefix(&self) -> ChainPrefix {
+        ChainPrefix::from_parts(self.algorithm, self.plan, self.states.clone())
+    }
+
     /// Indexes of the states where two maps of the same plan disagree
     /// (all of them when the plans differ).
     pub fn differing_states(&self, other: &ChunkMap) -> Vec<u32> {
@@ -214,59 +219,62 @@ impl ChunkMap {
             .collect()
     }
 
-    /// The state before chunk `index`.
-    fn start_state(&self, index: u32) -> ChainState {
-        match index {
-            0 => ChainState::initial(self.algorithm),
-            i => self.states[i as usize - 1],
-        }
-    }
-
     /// Wire form: algorithm (1 byte: 1 = sha256, 2 = sha512), chunk size
     /// (u32 BE), blob size (u64 BE), then the states, big-endian words.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(13 + self.states.len() * self.algorithm.hash_len());
-        out.push(match self.algorithm {
-            Algorithm::Sha256 => 1,
-            Algorithm::Sha512 => 2,
-        });
-        out.extend_from_slice(&self.plan.chunk_size().to_be_bytes());
-        out.extend_from_slice(&self.plan.size().to_be_bytes());
-        for s in &self.states {
-            out.extend_from_slice(&s.to_bytes());
-        }
-        out
+        encode_parts(self.algorithm, self.plan, &self.states)
     }
 
     /// Largest encoded map accepted: the most chunks at the widest state.
     pub const MAX_ENCODED_LEN: usize = 13 + MAX_CHUNKS as usize * 64;
 
     pub fn decode(bytes: &[u8]) -> Result<ChunkMap, MapError> {
-        if bytes.len() > Self::MAX_ENCODED_LEN {
-            return Err(MapError::Malformed("longer than any valid map"));
-        }
-        let (header, body) = bytes
-            .split_at_checked(13)
-            .ok_or(MapError::Malformed("shorter than its header"))?;
-        let algorithm = match header[0] {
-            1 => Algorithm::Sha256,
-            2 => Algorithm::Sha512,
-            _ => return Err(MapError::Malformed("unknown algorithm")),
-        };
-        let chunk_size = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-        let mut size_bytes = [0u8; 8];
-        size_bytes.copy_from_slice(&header[5..13]);
-        let plan = ChunkPlan::new(u64::from_be_bytes(size_bytes), chunk_size)?;
-        let width = algorithm.hash_len();
-        if body.len() % width != 0 {
-            return Err(MapError::Malformed("states are not whole"));
-        }
-        let states = body
-            .chunks(width)
-            .map(|b| ChainState::from_bytes(algorithm, b).ok_or(MapError::Malformed("bad state")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (algorithm, plan, states) = decode_parts(bytes)?;
         ChunkMap::new(algorithm, plan, states)
     }
+}
+
+/// Algorithm, plan and states of an encoded map or prefix (same layout).
+fn decode_parts(bytes: &[u8]) -> Result<(Algorithm, ChunkPlan, Vec<ChainState>), MapError> {
+    if bytes.len() > ChunkMap::MAX_ENCODED_LEN {
+        return Err(MapError::Malformed("longer than any valid map"));
+    }
+    let (header, body) = bytes
+        .split_at_checked(13)
+        .ok_or(MapError::Malformed("shorter than its header"))?;
+    let algorithm = match header[0] {
+        1 => Algorithm::Sha256,
+        2 => Algorithm::Sha512,
+        _ => return Err(MapError::Malformed("unknown algorithm")),
+    };
+    let chunk_size = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    let mut size_bytes = [0u8; 8];
+    size_bytes.copy_from_slice(&header[5..13]);
+    let plan = ChunkPlan::new(u64::from_be_bytes(size_bytes), chunk_size)?;
+    let width = algorithm.hash_len();
+    if body.len() % width != 0 {
+        return Err(MapError::Malformed("states are not whole"));
+    }
+    let states = body
+        .chunks(width)
+        .map(|b| ChainState::from_bytes(algorithm, b).ok_or(MapError::Malformed("bad state")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((algorithm, plan, states))
+}
+
+/// Wire form of a map or prefix; see [`ChunkMap::encode`].
+fn encode_parts(algorithm: Algorithm, plan: ChunkPlan, states: &[ChainState]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + states.len() * algorithm.hash_len());
+    out.push(match algorithm {
+        Algorithm::Sha256 => 1,
+        Algorithm::Sha512 => 2,
+    });
+    out.extend_from_slice(&plan.chunk_size().to_be_bytes());
+    out.extend_from_slice(&plan.size().to_be_bytes());
+    for s in states {
+        out.extend_from_slice(&s.to_bytes());
+    }
+    out
 }
 
 /// Builds a chunk map (and the digest) from a blob's bytes fed in pieces of
@@ -289,6 +297,32 @@ impl ChunkMapBuilder {
             pending: Vec::new(),
             absorbed: 0,
         }
+    }
+
+    /// Goes on from `prefix`, as if the chunks it covers had been fed.
+    pub fn from_prefix(prefix: &ChainPrefix) -> ChunkMapBuilder {
+        let states = prefix.states().to_vec();
+        let state = states
+            .last()
+            .copied()
+            .unwrap_or_else(|| ChainState::initial(prefix.algorithm()));
+        let plan = prefix.plan();
+        ChunkMapBuilder {
+            plan,
+            state,
+            absorbed: states.len() as u64 * u64::from(plan.chunk_size()),
+            states,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn plan(&self) -> ChunkPlan {
+        self.plan
+    }
+
+    /// Bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.absorbed + self.pending.len() as u64
     }
 
     pub fn update(&mut self, mut data: &[u8]) {
@@ -324,6 +358,11 @@ impl ChunkMapBuilder {
         }
     }
 
+    /// The states of the whole chunks fed so far.
+    pub fn prefix(&self) -> ChainPrefix {
+        ChainPrefix::from_parts(self.state.algorithm(), self.plan, self.states.clone())
+    }
+
     /// The map and the digest of all bytes fed. `MapError::WrongLength`
     /// when the bytes fed were not the plan's size.
     pub fn finish(self) -> Result<(ChunkMap, Digest), MapError> {
@@ -357,6 +396,9 @@ pub enum ChunkCheckError {
     /// map's state before it are false.
     #[error("last chunk {index} does not finish to the blob digest")]
     DigestMismatch { index: u32 },
+    /// The states around the chunk are not known yet (a prefix).
+    #[error("chunk {index} is past the states known so far")]
+    Unknown { index: u32 },
     #[error(transparent)]
     Plan(#[from] ChunkError),
 }
@@ -456,35 +498,66 @@ impl ChunkMap {
     /// state after it (the last chunk: they finish to the digest). Pure.
     /// A `MapMismatch` from here never claims `end_proven`.
     pub fn judge(&self, digest: &Digest, index: u32, bytes: &[u8]) -> Result<(), ChunkCheckError> {
-        let plan = self.plan;
-        let expected = plan.len_of(index)?;
-        if bytes.len() != expected as usize {
-            return Err(ChunkCheckError::WrongLength {
-                index,
-                expected,
-                found: bytes.len(),
-            });
-        }
-        if self.algorithm != digest.algorithm() {
-            return Err(ChunkCheckError::DigestMismatch { index });
-        }
-        let mut state = self.start_state(index);
-        if index + 1 == plan.count() {
-            if state.finish(bytes, plan.size()) != *digest {
-                return Err(ChunkCheckError::DigestMismatch { index });
-            }
-        } else {
-            state.absorb(bytes);
-            if state != self.states[index as usize] {
-                return Err(ChunkCheckError::MapMismatch {
-                    index,
-                    end_proven: false,
-                });
-            }
-        }
-        Ok(())
+        judge_under(
+            self.algorithm,
+            self.plan,
+            &self.states,
+            digest,
+            index,
+            bytes,
+        )
     }
 }
+
+/// [`ChunkMap::judge`] with `states` possibly only the first of the map's
+/// (a prefix): `index` must be a chunk whose end state is among them, or
+/// the last chunk when all are known.
+fn judge_under(
+    algorithm: Algorithm,
+    plan: ChunkPlan,
+    states: &[ChainState],
+    digest: &Digest,
+    index: u32,
+    bytes: &[u8],
+) -> Result<(), ChunkCheckError> {
+    let expected = plan.len_of(index)?;
+    if bytes.len() != expected as usize {
+        return Err(ChunkCheckError::WrongLength {
+            index,
+            expected,
+            found: bytes.len(),
+        });
+    }
+    if algorithm != digest.algorithm() {
+        return Err(ChunkCheckError::DigestMismatch { index });
+    }
+    let mut state = match index {
+        0 => ChainState::initial(algorithm),
+        i => *states
+            .get(i as usize - 1)
+            .ok_or(ChunkCheckError::Unknown { index })?,
+    };
+    if index + 1 == plan.count() {
+        if state.finish(bytes, plan.size()) != *digest {
+            return Err(ChunkCheckError::DigestMismatch { index });
+        }
+    } else {
+        let end = states
+            .get(index as usize)
+            .ok_or(ChunkCheckError::Unknown { index })?;
+        state.absorb(bytes);
+        if state != *end {
+            return Err(ChunkCheckError::MapMismatch {
+                index,
+                end_proven: false,
+            });
+        }
+    }
+    Ok(())
+}
+
+mod prefix;
+pub use prefix::ChainPrefix;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@
 
 use multihash::Multihash;
 
-use crate::chain::ChunkMap;
+use crate::chain::{ChainPrefix, ChunkMap};
 use crate::chunk::MAX_CHUNK_SIZE;
 use crate::digest::Digest;
 
@@ -82,6 +82,16 @@ pub enum Message {
         /// Seconds since the peer resolved it.
         age_secs: u64,
     },
+    /// The states a peer knows of a blob it is still hashing in order
+    /// (fetching from upstream): a [`ChainPrefix`]. A peer that holds the
+    /// whole blob answers with every state.
+    GetPrefix {
+        digest: Digest,
+    },
+    Prefix {
+        digest: Digest,
+        prefix: ChainPrefix,
+    },
 }
 
 /// Longest tag name in `GetTag`/`TagIs`: a host, a repository name (255)
@@ -110,6 +120,8 @@ const NOT_FOUND: u8 = 9;
 const REFUSED: u8 = 10;
 const GET_TAG: u8 = 11;
 const TAG_IS: u8 = 12;
+const GET_PREFIX: u8 = 13;
+const PREFIX: u8 = 14;
 
 /// Longest `Refused` reason kept (longer ones are cut on encode).
 const MAX_REASON: usize = 256;
@@ -200,6 +212,15 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             put_digest(&mut body, digest);
             body.extend_from_slice(&age_secs.to_be_bytes());
             TAG_IS
+        }
+        Message::GetPrefix { digest } => {
+            put_digest(&mut body, digest);
+            GET_PREFIX
+        }
+        Message::Prefix { digest, prefix } => {
+            put_digest(&mut body, digest);
+            put_bytes(&mut body, &prefix.encode());
+            PREFIX
         }
     };
     let mut frame = Vec::with_capacity(5 + body.len());
@@ -336,6 +357,15 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
             digest: r.digest()?,
             age_secs: r.u64()?,
         },
+        GET_PREFIX => Message::GetPrefix {
+            digest: r.digest()?,
+        },
+        PREFIX => {
+            let digest = r.digest()?;
+            let prefix = ChainPrefix::decode(r.bytes(ChunkMap::MAX_ENCODED_LEN)?)
+                .map_err(|_| WireError::Malformed("bad chain prefix"))?;
+            Message::Prefix { digest, prefix }
+        }
         other => return Err(WireError::UnknownKind(other)),
     };
     r.end()?;
@@ -356,7 +386,9 @@ mod tests {
         let data = vec![7u8; 40_000];
         let plan = ChunkPlan::new(data.len() as u64, 16 * 1024).expect("plan");
         let mut b = ChunkMapBuilder::new(Algorithm::Sha256, plan);
-        b.update(&data);
+        b.update(&data[..20_000]);
+        let prefix = b.prefix();
+        b.update(&data[20_000..]);
         let (map, _) = b.finish().expect("map");
         vec![
             Message::GetInfo { digest: d.clone() },
@@ -398,6 +430,13 @@ mod tests {
                 name: "registry.example/app:v1".into(),
                 digest: Digest::sha256_of(b"manifest"),
                 age_secs: 42,
+            },
+            Message::GetPrefix {
+                digest: Digest::sha256_of(b"prefix"),
+            },
+            Message::Prefix {
+                digest: Digest::sha256_of(b"partial"),
+                prefix,
             },
         ]
     }

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::config::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, NetworkOptions};
 use super::handle::{Command, NetworkError, NetworkInfo};
+use super::provider_store::ProviderStore;
 
 /// A provider lookup in flight.
 struct PendingFind {
@@ -27,6 +28,7 @@ pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     finds: HashMap<QueryId, PendingFind>,
+    sweep_interval: Duration,
 }
 
 fn key_of(digest: &shoal_protocol::Digest) -> RecordKey {
@@ -61,10 +63,7 @@ impl EventLoop {
             .set_provider_record_ttl(Some(options.provider_ttl))
             .set_provider_publication_interval(Some(options.republish_interval))
             .set_query_timeout(Duration::from_secs(10));
-        let store_config = kad::store::MemoryStoreConfig {
-            max_provided_keys: options.max_provider_keys,
-            ..Default::default()
-        };
+        let store = ProviderStore::new(peer_id, options.provider_store.clone());
         let mdns_enabled = options.mdns;
         let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -76,11 +75,7 @@ impl EventLoop {
             .map_err(|e| transport_err(&e))?
             .with_quic()
             .with_behaviour(|key| {
-                let mut kad = kad::Behaviour::with_config(
-                    peer_id,
-                    kad::store::MemoryStore::with_config(peer_id, store_config),
-                    kad_config,
-                );
+                let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
                 // Kademlia starts as a client until an external address is
                 // confirmed; on a LAN or test network that never happens.
                 kad.set_mode(Some(kad::Mode::Server));
@@ -110,6 +105,7 @@ impl EventLoop {
             swarm,
             commands,
             finds: HashMap::new(),
+            sweep_interval: options.sweep_interval,
         };
         for addr in &options.listen {
             event_loop
@@ -142,9 +138,15 @@ impl EventLoop {
 
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // The first sweep one interval after start: nothing has expired yet.
+        // At least a second apart: a zero period would make `interval` panic.
+        let period = self.sweep_interval.max(Duration::from_secs(1));
+        let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                _ = sweep.tick() => self.sweep(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
@@ -154,6 +156,22 @@ impl EventLoop {
             }
         }
         tracing::debug!("network actor stopped");
+    }
+
+    /// Drops expired records of others. Kademlia removes an expired record
+    /// only when a lookup touches its key, so without this they would pile
+    /// up until the store's cap refused new ones.
+    fn sweep(&mut self) {
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let swept = store.sweep(std::time::Instant::now());
+        tracing::debug!(
+            swept_records = swept.records,
+            swept_providers = swept.providers,
+            own_keys = store.provided_len(),
+            others_providers = store.others_len(),
+            records = store.records_len(),
+            "provider store swept"
+        );
     }
 
     fn on_command(&mut self, command: Command) {
@@ -200,10 +218,15 @@ impl EventLoop {
                 let _ = reply.send(self.dial(addr));
             }
             Command::Info { reply } => {
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let (provided_keys, others_provider_records) =
+                    (store.provided_len(), store.others_len());
                 let _ = reply.send(NetworkInfo {
                     peer_id: *self.swarm.local_peer_id(),
                     listen_addrs: self.swarm.listeners().cloned().collect(),
                     connected_peers: self.swarm.connected_peers().count(),
+                    provided_keys,
+                    others_provider_records,
                 });
             }
         }

@@ -6,9 +6,11 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{identify, kad, mdns};
 
+use super::provider_store::ProviderStore;
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: kad::Behaviour<ProviderStore>,
     pub identify: identify::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Raw streams for the transfer protocol (`transfer/`).

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use super::provider_store::ProviderStoreLimits;
+
 /// Kademlia protocol name: private, so a node never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: &str = "/shoal/kad/1.0.0";
 /// Identify protocol version string.
@@ -22,8 +24,12 @@ pub struct NetworkOptions {
     pub provider_ttl: Duration,
     /// Provider records are re-announced this often (well inside the TTL).
     pub republish_interval: Duration,
-    /// Most provider keys held, ours and others' (libp2p's default is 1024).
-    pub max_provider_keys: usize,
+    /// Bounds of Kademlia's record store: our own keys and others' records
+    /// are capped apart (libp2p's `MemoryStore` caps both at 1024 together).
+    pub provider_store: ProviderStoreLimits,
+    /// How often others' expired provider records are dropped. A few
+    /// minutes against a TTL of an hour: a stale record lingers briefly.
+    pub sweep_interval: Duration,
     /// Commands queued to the actor before callers wait.
     pub command_queue: usize,
 }
@@ -36,7 +42,8 @@ impl Default for NetworkOptions {
             mdns: true,
             provider_ttl: Duration::from_secs(3600),
             republish_interval: Duration::from_secs(20 * 60),
-            max_provider_keys: 1_000_000,
+            provider_store: ProviderStoreLimits::default(),
+            sweep_interval: Duration::from_secs(5 * 60),
             command_queue: 1024,
         }
     }

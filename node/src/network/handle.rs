@@ -26,6 +26,10 @@ pub struct NetworkInfo {
     pub peer_id: PeerId,
     pub listen_addrs: Vec<Multiaddr>,
     pub connected_peers: usize,
+    /// Keys this node announces as a provider.
+    pub provided_keys: usize,
+    /// Provider records held for other peers (swept as they expire).
+    pub others_provider_records: usize,
 }
 
 pub(crate) enum Command {

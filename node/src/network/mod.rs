@@ -6,8 +6,9 @@
 //! full channel and never assumes a query is still pending.
 //!
 //! Now: Kademlia (private protocol name, server mode) for provider records
-//! keyed by a digest's multihash, identify, optional mDNS, TCP+noise+yamux
-//! and QUIC, a persistent identity. Next (swarm issue): the transfer
+//! keyed by a digest's multihash, held in a bounded store of our own that
+//! the actor sweeps of expired records ([`provider_store`]), identify,
+//! optional mDNS, TCP+noise+yamux and QUIC, a persistent identity. Next (swarm issue): the transfer
 //! protocol streams and the download scheduler.
 
 mod actor;
@@ -15,9 +16,11 @@ mod behaviour;
 mod config;
 mod handle;
 pub mod identity;
+mod provider_store;
 
 pub use config::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, NetworkOptions};
 pub use handle::{NetworkError, NetworkHandle, NetworkInfo};
+pub use provider_store::ProviderStoreLimits;
 
 use std::future::Future;
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::Stream;
 use shoal_protocol::Digest;
-use shoal_protocol::chain::ChunkMap;
+use shoal_protocol::chain::{ChainPrefix, ChunkMap};
 use shoal_protocol::chunk::ChunkPlan;
 use tokio::sync::watch;
 
@@ -56,10 +56,15 @@ pub struct PartialView {
     pub partial: PartialBlob,
     pub plan: ChunkPlan,
     /// The chunk map the chunks are checked against; none while bytes come
-    /// from an upstream registry with no map known (they are checked only
-    /// as a whole, at commit, and not offered to peers before).
+    /// from an upstream registry with no map known.
     pub map: Option<Arc<ChunkMap>>,
-    /// One flag per chunk: written (and checked against `map`, if any).
+    /// Without a map: the chain states known so far, hashed here from
+    /// upstream bytes in order, or taken from the node that is doing so
+    /// (see `follow.rs`). A chunk it covers is pinned, so it may be offered
+    /// to peers; the rest wait for the whole-blob check at commit.
+    pub prefix: Option<ChainPrefix>,
+    /// One flag per chunk: written (and checked against `map` or `prefix`,
+    /// if any).
     pub checked: Vec<bool>,
 }
 
@@ -70,12 +75,19 @@ impl PartialView {
 
     /// Whether peers may be offered chunk `index` before the blob is whole.
     pub fn servable(&self, index: u32) -> bool {
-        self.map.is_some() && self.checked.get(index as usize).copied().unwrap_or(false)
+        let pinned = self.map.is_some() || self.prefix.as_ref().is_some_and(|p| p.covers(index));
+        pinned && self.checked.get(index as usize).copied().unwrap_or(false)
     }
 
-    /// The wire form of `checked`: one bit per chunk, most significant first.
+    /// Whether peers can be offered anything of it yet.
+    pub fn offerable(&self) -> bool {
+        self.map.is_some() || self.prefix.is_some()
+    }
+
+    /// The chunks that are [`servable`](Self::servable), in wire form: one
+    /// bit per chunk, most significant first.
     pub fn bitmap(&self) -> Vec<u8> {
-        super::bitmap::encode(self.checked.iter().copied())
+        super::bitmap::encode((0..self.checked.len() as u32).map(|i| self.servable(i)))
     }
 }
 
@@ -129,6 +141,7 @@ impl DownloadState {
                 partial,
                 plan,
                 map,
+                prefix: None,
                 checked: vec![false; plan.count() as usize],
             });
             replaced
@@ -139,6 +152,28 @@ impl DownloadState {
             p.source = Some(source);
             if replaced {
                 p.epoch += 1;
+            }
+        });
+    }
+
+    /// Everything written so far is disowned (it was thrown away): the
+    /// next plan starts from nothing, and streamed bytes are not vouched for.
+    pub fn reset(&self) {
+        let had = self.view_mut(|v| v.take().is_some());
+        *self.proven.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        if had {
+            self.progress.send_modify(|p| {
+                p.streamable = 0;
+                p.epoch += 1;
+            });
+        }
+    }
+
+    /// More chain states are known (see [`PartialView::prefix`]).
+    pub fn set_prefix(&self, prefix: ChainPrefix) {
+        self.view_mut(|v| {
+            if let Some(view) = v.as_mut() {
+                view.prefix = Some(prefix);
             }
         });
     }

@@ -38,6 +38,7 @@ use super::peers::{LIE_BAN, PeerBook};
 use super::schedule::{Availability, Schedule};
 use super::session::Session;
 use super::worker::{Round, STALL_LIMIT, Worker};
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::network::NetworkHandle;
 use crate::store::{BlobInfo, Store, StoreError};
@@ -76,6 +77,9 @@ pub enum FetchError {
     /// The upstream registry failed (message, HTTP status to answer with).
     #[error("upstream: {0}")]
     Upstream(String, u16),
+    /// The bytes assembled do not have the digest (nothing was kept).
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +95,8 @@ pub struct Fetcher {
     /// Downloads stop with the node; their partial blobs stay for the next
     /// run to resume.
     stop: CancellationToken,
+    /// Shared by every download's streams (`[limits] peer_download`).
+    download_limit: RateLimiter,
 }
 
 /// A provider that answered with a chunk map, and the stream it answered on.
@@ -134,7 +140,15 @@ impl Fetcher {
             slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
             stop,
             upstream: None,
+            download_limit: RateLimiter::unlimited(),
         }
+    }
+
+    /// Receives chunks from peers no faster than `limit`, over all
+    /// downloads together.
+    pub fn with_download_limit(mut self, limit: RateLimiter) -> Fetcher {
+        self.download_limit = limit;
+        self
     }
 
     /// Falls back to `client` for blobs peers do not deliver.
@@ -149,6 +163,14 @@ impl Fetcher {
 
     pub fn downloads(&self) -> &Downloads {
         &self.downloads
+    }
+
+    pub(super) fn download_limit(&self) -> &RateLimiter {
+        &self.download_limit
+    }
+
+    pub(super) fn peer_book(&self) -> &PeerBook {
+        &self.peers
     }
 
     pub(super) fn stop_token(&self) -> &CancellationToken {
@@ -496,6 +518,7 @@ impl Fetcher {
                 state: state.clone(),
                 metrics: self.metrics.clone(),
                 peers: self.peers.clone(),
+                download_limit: self.download_limit.clone(),
             });
             // Every provider serves chunks: the map's backers and the
             // others alike (chunks are checked anyway).

@@ -1,15 +1,21 @@
 //! The last resort of a fetch: the upstream registry. It fills only the
 //! chunks the partial blob lacks (what peers delivered before they stopped
 //! is kept), with `Range` requests over runs of missing chunks, resuming a
-//! run where a broken transfer left it. The whole blob is hashed at commit;
-//! until then no byte from upstream is offered to peers, and a streaming
-//! client gets the last chunk only after the commit.
+//! run where a broken transfer left it. The whole blob is hashed at commit,
+//! and a streaming client gets the last chunk only after that.
+//!
+//! Without a chunk map from peers, the chunks are hashed in order as they
+//! arrive, and the chain states so far (a [`ChainPrefix`](shoal_protocol::chain::ChainPrefix)) are published:
+//! peers following this node (`follow.rs`) take each chunk as soon as it
+//! is written, checked against the prefix, instead of waiting for the
+//! commit. The node announces itself as a (partial) provider at once.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use shoal_protocol::RepoName;
+use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
 use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
 
 use super::downloads::DownloadState;
@@ -83,6 +89,22 @@ impl Fetcher {
             }
         }
         tracing::info!(%digest, host = %source.host, missing = have.iter().filter(|h| !**h).count(), of = plan.count(), "fetching from upstream");
+        // Without a map, hash in order (going on from the prefix a leader
+        // gave, after a takeover) and offer the chunks as they come.
+        let mut builder = match (&map, state.view().and_then(|v| v.prefix)) {
+            (Some(_), _) => None,
+            (None, Some(prefix)) if prefix.plan() == plan => {
+                Some(ChunkMapBuilder::from_prefix(&prefix))
+            }
+            (None, _) => Some(ChunkMapBuilder::new(digest.algorithm(), plan)),
+        };
+        if let Some(b) = builder.as_mut() {
+            catch_up(b, &partial, &have).await?;
+            state.set_prefix(b.prefix());
+            if let Err(e) = self.network().provide(&digest).await {
+                tracing::debug!(%digest, error = %e, "could not announce a partial blob");
+            }
+        }
         for run in missing_runs(&have) {
             let mut next = run.start;
             let mut attempts = 0;
@@ -106,16 +128,12 @@ impl Fetcher {
                 };
                 let result = match response {
                     Ok(blob) => {
-                        self.fill(
-                            state,
-                            &partial,
-                            plan,
-                            map.as_deref(),
-                            blob,
-                            &mut next,
-                            run.end,
-                        )
-                        .await
+                        let check = match builder.as_mut() {
+                            Some(b) => Check::Hash(b),
+                            None => Check::Map(map.as_deref()),
+                        };
+                        self.fill(state, &partial, plan, check, blob, &mut next, run.end)
+                            .await
                     }
                     Err(e) => Err(e),
                 };
@@ -127,15 +145,36 @@ impl Fetcher {
                     Err(e) => return Err(e),
                 }
             }
+            for h in &mut have[run.start as usize..run.end as usize] {
+                *h = true;
+            }
+            if let Some(b) = builder.as_mut() {
+                catch_up(b, &partial, &have).await?;
+                state.set_prefix(b.prefix());
+            }
         }
-        match partial.commit(&digest, map.as_deref()).await {
-            Ok(info) => Ok(info),
-            Err(StoreError::DigestMismatch { expected, actual }) => Err(FetchError::Upstream(
-                format!(
-                    "{} sent a blob that is {actual}, not {expected}",
+        // Hashed here in order: the map comes with it, so peers get it
+        // without this node reading the blob again.
+        let built = match builder.map(ChunkMapBuilder::finish) {
+            Some(Ok((built, actual))) if actual == digest => Some(built),
+            Some(Ok((_, actual))) => {
+                partial.discard().await;
+                return Err(FetchError::Corrupt(format!(
+                    "the blob from {} is {actual}, not {digest}",
                     source.host
-                ),
-                502,
+                )));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%digest, error = %e, "could not build the chunk map while fetching");
+                None
+            }
+            None => None,
+        };
+        let map = map.map(|m| (*m).clone()).or(built);
+        match partial.commit(&digest, map.as_ref()).await {
+            Ok(info) => Ok(info),
+            Err(StoreError::DigestMismatch { expected, actual }) => Err(FetchError::Corrupt(
+                format!("the blob from {} is {actual}, not {expected}", source.host),
             )),
             Err(e) => Err(e.into()),
         }
@@ -149,7 +188,7 @@ impl Fetcher {
         state: &DownloadState,
         partial: &PartialBlob,
         plan: ChunkPlan,
-        map: Option<&shoal_protocol::chain::ChunkMap>,
+        mut check: Check<'_>,
         blob: crate::upstream::UpstreamBlob,
         next: &mut u32,
         end: u32,
@@ -183,21 +222,59 @@ impl Fetcher {
             }
             let chunk: Bytes = buf.split_to(want).freeze();
             // With a map (peers were tried first) a chunk is checked at
-            // once; without, the whole blob is checked at commit.
-            if let Some(map) = map
-                && map.judge(&state.digest, *next, &chunk).is_err()
-            {
-                return Err(FetchError::Upstream(
-                    format!("chunk {} from upstream does not match the chunk map", *next),
-                    502,
-                ));
+            // once; without, it extends the prefix, and the whole blob is
+            // checked at commit.
+            match &mut check {
+                Check::Map(Some(map)) if map.judge(&state.digest, *next, &chunk).is_err() => {
+                    return Err(FetchError::Upstream(
+                        format!("chunk {} from upstream does not match the chunk map", *next),
+                        502,
+                    ));
+                }
+                Check::Map(_) => {}
+                Check::Hash(builder) => {
+                    let before = builder.fed();
+                    if before == u64::from(*next) * u64::from(plan.chunk_size()) {
+                        builder.update(&chunk);
+                    }
+                }
             }
             let offset = u64::from(*next) * u64::from(plan.chunk_size());
             partial.write_chunk(*next, offset, chunk.to_vec()).await?;
+            if let Check::Hash(builder) = &check {
+                state.set_prefix(builder.prefix());
+            }
             state.mark_checked(*next);
             *next += 1;
         }
         Ok(())
+    }
+}
+
+/// How [`Fetcher::fill`] treats each chunk.
+enum Check<'a> {
+    /// Against the map peers gave (if any).
+    Map(Option<&'a ChunkMap>),
+    /// Fed to the chain, in order.
+    Hash(&'a mut ChunkMapBuilder),
+}
+
+/// Feeds `builder` the chunks already held that come next in order.
+async fn catch_up(
+    builder: &mut ChunkMapBuilder,
+    partial: &PartialBlob,
+    have: &[bool],
+) -> Result<(), FetchError> {
+    let chunk = u64::from(builder.plan().chunk_size());
+    loop {
+        let fed = builder.fed();
+        let index = fed / chunk;
+        if !fed.is_multiple_of(chunk) || !have.get(index as usize).copied().unwrap_or(false) {
+            return Ok(());
+        }
+        let len = chunk.min(partial.size() - fed) as usize;
+        let bytes = partial.read_at(fed, len).await?;
+        builder.update(&bytes);
     }
 }
 

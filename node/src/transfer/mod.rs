@@ -6,6 +6,7 @@
 mod bitmap;
 mod downloads;
 mod fetch;
+mod follow;
 mod framed;
 mod from_upstream;
 mod peers;

@@ -24,8 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::downloads::Downloads;
+use super::downloads::{Downloads, PartialView};
 use super::framed::{self, FrameError, FrameReader};
+use super::session::REQUEST_TIMEOUT;
+use crate::limits::{DEFAULT_UPLOAD_SLOTS, RateLimiter, UploadSlots};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreEvent};
 
@@ -42,6 +44,10 @@ pub struct TransferServer {
     /// One map computation at a time: a request for a map being computed
     /// in the background waits for it instead of hashing the blob again.
     computing: Arc<tokio::sync::Mutex<()>>,
+    /// Chunk uploads in progress, shared out per peer (`limits/`).
+    upload_slots: UploadSlots<PeerId>,
+    /// Paid for every chunk sent (`[limits] peer_upload`).
+    upload_rate: RateLimiter,
     #[cfg(feature = "test-liars")]
     liar: Option<LiarMode>,
     /// Chunks served so far (for `StallMidway`).
@@ -76,11 +82,25 @@ impl TransferServer {
             downloads,
             maps: Arc::default(),
             computing: Arc::default(),
+            upload_slots: UploadSlots::new(DEFAULT_UPLOAD_SLOTS),
+            upload_rate: RateLimiter::unlimited(),
             #[cfg(feature = "test-liars")]
             liar: None,
             #[cfg(feature = "test-liars")]
             chunks_served: Arc::default(),
         }
+    }
+
+    /// Serves chunks under these slots and no faster than `rate`, both
+    /// shared with every clone.
+    pub fn with_upload_limits(
+        mut self,
+        slots: UploadSlots<PeerId>,
+        rate: RateLimiter,
+    ) -> TransferServer {
+        self.upload_slots = slots;
+        self.upload_rate = rate;
+        self
     }
 
     #[cfg(feature = "test-liars")]
@@ -133,6 +153,12 @@ impl TransferServer {
                 Err(FrameError::Closed) => return Ok(()),
                 Err(e) => return Err(e),
             };
+            // A chunk is read and sent under a fair upload slot and paid
+            // for at the upload rate; other replies are small and free.
+            let _slot = match &request {
+                Message::GetChunk { .. } => Some(self.upload_slots.acquire(peer).await),
+                _ => None,
+            };
             #[allow(unused_mut)]
             let mut reply = self.answer(request).await;
             #[cfg(feature = "test-liars")]
@@ -158,10 +184,15 @@ impl TransferServer {
                 }
             }
             if let Message::Chunk { bytes, .. } = &reply {
+                self.upload_rate.acquire(bytes.len() as u64).await;
                 Metrics::add(&self.metrics.p2p_bytes_sent_total, bytes.len() as u64);
                 tracing::trace!(%peer, bytes = bytes.len(), "chunk sent");
             }
-            framed::write(&mut stream, &reply).await?;
+            // The requester gives up after REQUEST_TIMEOUT: a peer that
+            // stopped reading must not keep its upload slot any longer.
+            tokio::time::timeout(REQUEST_TIMEOUT, framed::write(&mut stream, &reply))
+                .await
+                .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))??;
         }
     }
 
@@ -238,7 +269,7 @@ impl TransferServer {
                     },
                     Err(e) => refused(e),
                 },
-                _ => match self.partial(&digest).filter(|v| v.map.is_some()) {
+                _ => match self.partial(&digest).filter(|v| v.offerable()) {
                     Some(view) => Message::Have {
                         digest,
                         bitmap: view.bitmap(),
@@ -253,6 +284,23 @@ impl TransferServer {
                     bytes,
                 },
                 None => Message::NotFound { digest },
+            },
+            Message::GetPrefix { digest } => match self.map(&digest).await {
+                Some(map) => Message::Prefix {
+                    digest,
+                    prefix: map.to_prefix(),
+                },
+                None => match self.partial(&digest) {
+                    Some(PartialView { map: Some(map), .. }) => Message::Prefix {
+                        digest,
+                        prefix: map.to_prefix(),
+                    },
+                    Some(PartialView {
+                        prefix: Some(prefix),
+                        ..
+                    }) => Message::Prefix { digest, prefix },
+                    _ => Message::NotFound { digest },
+                },
             },
             Message::GetTag { name } => match self.store.mirror_tag(&name) {
                 Ok(Some((digest, age))) => Message::TagIs {
@@ -374,6 +422,7 @@ fn kind(m: &Message) -> &'static str {
         Message::NotFound { .. } => "NotFound",
         Message::Refused { .. } => "Refused",
         Message::GetHave { .. } => "GetHave",
+        Message::Prefix { .. } => "Prefix",
         Message::TagIs { .. } => "TagIs",
         _ => "request",
     }

@@ -1,35 +1,34 @@
 //! One copy over the uplink: when several nodes need the same blob from
-//! upstream at once, one of them (the lowest peer id among those that
-//! claimed it within [`CLAIM_SETTLE`]) fetches it; the others follow — they
-//! wait for it to commit and then fetch from it (and each other) as from
-//! any peer. A follower whose leader stops answering, or that waited
-//! [`FOLLOW_LIMIT`], fetches from upstream itself: a pull never hangs on a
-//! peer.
+//! upstream at once, one of them fetches it and the others follow it
+//! (`follow.rs`), taking each chunk from it or from each other as soon as
+//! it arrives. A follower whose leader stops answering picks the next
+//! claimant, which goes on from where the chunks got to; one whose leader
+//! lied fetches from upstream itself: a pull never hangs on a peer.
 //!
-//! Claims are provider records under a key derived from the digest. The
-//! leader is chosen by peer id so that every claimant picks the same one
-//! without talking to the others.
+//! Claims are provider records under a key derived from the digest, given
+//! [`CLAIM_SETTLE`] to spread. The leader is a claimant already fetching
+//! (one that announced the partial blob: the leader, or a follower relaying
+//! it), so a node that asks seconds after the others joins them; when none
+//! has started, the lowest peer id, so claimants that raced pick the same
+//! one without talking to each other.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libp2p::PeerId;
 use shoal_protocol::Digest;
-use shoal_protocol::wire::Message;
 
 use super::downloads::DownloadState;
 use super::fetch::{FIND_DEADLINE, FetchError, Fetcher};
+use super::follow::FollowEnd;
 use super::from_upstream::UpstreamSource;
-use super::session::Session;
 use crate::store::BlobInfo;
 use crate::upstream::UpstreamClient;
 
 /// How long claims may take to spread before the leader is picked.
 pub const CLAIM_SETTLE: Duration = Duration::from_millis(300);
-/// How often a follower looks for the finished blob.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
-/// The longest a follower waits before fetching upstream itself.
-pub const FOLLOW_LIMIT: Duration = Duration::from_secs(600);
+/// Leaders a follower gives up on before fetching upstream itself.
+const MAX_LEADERS: usize = 3;
 
 /// The DHT key under which nodes fetching `digest` from upstream say so.
 pub fn claim_key(digest: &Digest) -> Digest {
@@ -57,64 +56,108 @@ impl Fetcher {
             .await
             .map_or(true, |i| i.connected_peers == 0);
         if alone || self.network().provide(&claim).await.is_err() {
-            return self.download_from_upstream(state, client, source).await;
+            return self.finish_from_upstream(state, client, source).await;
         }
-        tokio::time::sleep(CLAIM_SETTLE).await;
-        let leader = self.leader(&claim, me).await;
-        let result = match leader {
-            Some(leader) if leader != me && state.view().is_none() => {
-                tracing::info!(%digest, %leader, "another node is fetching this from upstream; following it");
-                match self.follow(state, leader).await {
-                    Some(info) => Ok(info),
-                    None => self.download_from_upstream(state, client, source).await,
+        let mut gone: Vec<PeerId> = Vec::new();
+        let result = loop {
+            tokio::time::sleep(CLAIM_SETTLE).await;
+            // After a handover from peers the chunks are checked against
+            // their map: this node goes on from upstream itself.
+            let followable = state.view().is_none_or(|v| v.map.is_none());
+            // Holding chunks taken from a leader that went away, this node
+            // is one of the fetching claimants the next leader comes from.
+            let me_fetching = state.view().is_some_and(|v| v.prefix.is_some());
+            match self.leader(&digest, &claim, me, me_fetching, &gone).await {
+                Some(leader) if leader != me && followable => {
+                    tracing::info!(%digest, %leader, "another node is fetching this from upstream; following it");
+                    match self.follow(state, leader).await {
+                        FollowEnd::Done(info) => break Ok(info),
+                        FollowEnd::LeaderLost if gone.len() < MAX_LEADERS => {
+                            tracing::info!(%digest, %leader, "lost the leader; choosing the next");
+                            gone.push(leader);
+                        }
+                        FollowEnd::LeaderLost => {
+                            break self.finish_from_upstream(state, client, source).await;
+                        }
+                        FollowEnd::LeaderLied => {
+                            tracing::warn!(%digest, %leader, "the leader's chunks do not make the blob; fetching it from upstream");
+                            state.reset();
+                            break self.finish_from_upstream(state, client, source).await;
+                        }
+                        FollowEnd::Store(e) => break Err(e.into()),
+                    }
                 }
+                _ => break self.finish_from_upstream(state, client, source).await,
             }
-            _ => self.download_from_upstream(state, client, source).await,
         };
         let _ = self.network().unprovide(&claim).await;
         result
     }
 
-    /// The claimant with the lowest peer id (this node included).
-    async fn leader(&self, claim: &Digest, me: PeerId) -> Option<PeerId> {
-        let claimants = self
-            .network()
-            .find_providers(claim, 20, FIND_DEADLINE)
-            .await
-            .ok()?;
-        claimants.into_iter().chain([me]).min()
-    }
-
-    /// Waits for `leader` to commit the blob, then fetches it from peers.
-    /// `None` when the leader stops answering or takes too long.
-    async fn follow(&self, state: &Arc<DownloadState>, leader: PeerId) -> Option<BlobInfo> {
-        let started = Instant::now();
-        let digest = state.digest.clone();
-        let mut control = self.network().stream_control();
-        let mut session = Session::open(&mut control, leader).await?;
-        loop {
-            if started.elapsed() > FOLLOW_LIMIT || self.stop_token().is_cancelled() {
-                return None;
+    /// From upstream, going on from what the node holds. If chunks taken
+    /// from a leader made the blob come out wrong, once more from nothing.
+    async fn finish_from_upstream(
+        &self,
+        state: &Arc<DownloadState>,
+        client: &UpstreamClient,
+        source: &UpstreamSource,
+    ) -> Result<BlobInfo, FetchError> {
+        let followed = state
+            .view()
+            .is_some_and(|v| v.map.is_none() && v.prefix.is_some());
+        match self.download_from_upstream(state, client, source).await {
+            Err(FetchError::Corrupt(why)) if followed => {
+                tracing::warn!(digest = %state.digest, %why, "chunks taken from a leader were wrong; fetching afresh");
+                state.reset();
+                self.download_from_upstream(state, client, source).await
             }
-            // Is the leader still at it, or done?
-            let complete = match session
-                .ask(&Message::GetInfo {
-                    digest: digest.clone(),
-                })
-                .await
-            {
-                Ok(Message::Info { complete, .. }) => complete,
-                // Not started, or failed and forgotten: do not wait on it.
-                Ok(_) if started.elapsed() > 2 * CLAIM_SETTLE => return None,
-                Ok(_) => false,
-                Err(_) => return None,
-            };
-            if complete {
-                return self.download(state, false).await.ok();
-            }
-            tokio::time::sleep(FOLLOW_POLL).await;
+            other => other,
         }
     }
+
+    /// Whom to take the blob from: a claimant that already fetches it (it
+    /// announced the partial blob) before one still deciding, so a node
+    /// that asks late follows the fetch under way instead of starting a
+    /// second one because its peer id is lower; among equals the lowest
+    /// peer id, this node included, so claimants that saw each other agree
+    /// without talking. The ones already given up on are left out.
+    async fn leader(
+        &self,
+        digest: &Digest,
+        claim: &Digest,
+        me: PeerId,
+        me_fetching: bool,
+        gone: &[PeerId],
+    ) -> Option<PeerId> {
+        let network = self.network();
+        let (claimants, fetching) = tokio::join!(
+            network.find_providers(claim, 20, FIND_DEADLINE),
+            network.find_providers(digest, 20, FIND_DEADLINE),
+        );
+        let candidates: Vec<PeerId> = claimants
+            .ok()?
+            .into_iter()
+            .filter(|p| *p != me && !gone.contains(p) && !self.peer_book().is_banned(p))
+            .collect();
+        let mut fetching = fetching.unwrap_or_default();
+        if me_fetching {
+            fetching.push(me);
+        }
+        Some(pick_leader(&candidates, &fetching, me))
+    }
+}
+
+/// The rule of [`Fetcher::leader`], on what the lookups found (`me` is a
+/// claimant too, and in `fetching` when it holds chunks already): the
+/// lowest claimant that is already fetching, else the lowest of all. The
+/// same views give every claimant the same answer.
+fn pick_leader(claimants: &[PeerId], fetching: &[PeerId], me: PeerId) -> PeerId {
+    let all = || claimants.iter().copied().chain([me]);
+    all()
+        .filter(|p| fetching.contains(p))
+        .min()
+        .or_else(|| all().min())
+        .unwrap_or(me)
 }
 
 #[cfg(test)]
@@ -127,5 +170,42 @@ mod tests {
         assert_ne!(claim_key(&d), d);
         assert_eq!(claim_key(&d), claim_key(&d));
         assert_ne!(claim_key(&d), claim_key(&Digest::sha256_of(b"other")));
+    }
+
+    fn sorted_peers(n: usize) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();
+        peers.sort();
+        peers
+    }
+
+    #[test]
+    fn claimants_that_saw_each_other_agree_on_the_lowest() {
+        let p = sorted_peers(3);
+        assert_eq!(pick_leader(&[p[1], p[2]], &[], p[0]), p[0]);
+        assert_eq!(pick_leader(&[p[0], p[2]], &[], p[1]), p[0]);
+        assert_eq!(pick_leader(&[p[0], p[1]], &[], p[2]), p[0]);
+    }
+
+    #[test]
+    fn a_late_claimant_follows_the_fetch_under_way_even_with_a_lower_id() {
+        let p = sorted_peers(3);
+        // p[0] asks late; p[2] already fetches, p[1] only claimed.
+        assert_eq!(pick_leader(&[p[1], p[2]], &[p[2]], p[0]), p[2]);
+        // Two fetching (they raced): the lowest of them.
+        assert_eq!(pick_leader(&[p[1], p[2]], &[p[1], p[2]], p[0]), p[1]);
+        // A provider that never claimed is no leader.
+        assert_eq!(pick_leader(&[p[2]], &[p[1]], p[0]), p[0]);
+    }
+
+    #[test]
+    fn followers_left_without_a_leader_agree_on_the_next() {
+        let p = sorted_peers(4);
+        // p[3] led and went away; p[0..3] all hold chunks. Each sees the
+        // other two and itself fetching: all pick p[0], which takes over.
+        for me in 0..3 {
+            let others: Vec<PeerId> = (0..3).filter(|&i| i != me).map(|i| p[i]).collect();
+            let fetching = [p[0], p[1], p[2]];
+            assert_eq!(pick_leader(&others, &fetching, p[me]), p[0]);
+        }
     }
 }

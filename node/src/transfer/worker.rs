@@ -18,6 +18,7 @@ use super::downloads::DownloadState;
 use super::peers::PeerBook;
 use super::schedule::Schedule;
 use super::session::Session;
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::store::PartialBlob;
 
@@ -43,6 +44,8 @@ pub struct Round {
     pub state: Arc<DownloadState>,
     pub metrics: Arc<Metrics>,
     pub peers: PeerBook,
+    /// Paid for every chunk stored (`[limits] peer_download`).
+    pub download_limit: RateLimiter,
 }
 
 pub struct Worker {
@@ -127,7 +130,13 @@ impl Worker {
             self.round.schedule.lock().await.settle(index);
             self.round.wake.notify_waiters();
             match outcome {
-                Outcome::Stored => {}
+                // Paid after the chunk, outside the race above (a wait in
+                // there would look like a slow peer): the wait holds back
+                // this stream's next request.
+                Outcome::Stored => {
+                    let len = self.round.map.plan().len_of(index).unwrap_or(0);
+                    self.round.download_limit.acquire(u64::from(len)).await;
+                }
                 Outcome::Lacking => {
                     last_poll = Instant::now().checked_sub(HAVE_POLL).unwrap_or(last_poll);
                 }

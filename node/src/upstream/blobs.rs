@@ -17,6 +17,7 @@ use shoal_protocol::name::RepoName;
 use super::client::{ApiCall, UpstreamClient};
 use super::error::{UpstreamError, Wanted};
 use super::retry::error_chain;
+use crate::limits::RateLimiter;
 
 /// The bytes of a blob as they arrive.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
@@ -123,7 +124,7 @@ impl UpstreamClient {
                     size: range.total,
                     start,
                     len: Some(len),
-                    stream: body(host, response, 0, Some(len)),
+                    stream: body(host, response, 0, Some(len), &self.download_limit),
                 })
             }
             StatusCode::OK => {
@@ -143,7 +144,7 @@ impl UpstreamClient {
                     size,
                     start,
                     len,
-                    stream: body(host, response, start, wanted_len),
+                    stream: body(host, response, start, wanted_len, &self.download_limit),
                 })
             }
             StatusCode::RANGE_NOT_SATISFIABLE => Err(UpstreamError::RangeNotSatisfiable {
@@ -156,14 +157,28 @@ impl UpstreamClient {
 }
 
 /// The body as a stream, dropping the first `skip` bytes and ending after
-/// `take` more (when given).
-fn body(host: &str, response: Response, skip: u64, take: Option<u64>) -> BlobStream {
-    let host = host.to_owned();
-    let chunks = response.bytes_stream().map(move |item| {
-        item.map_err(|e| UpstreamError::Unreachable {
-            host: host.clone(),
-            reason: format!("blob stream broke: {}", error_chain(&e)),
-        })
+/// `take` more (when given). Every piece received is paid for at `limit`
+/// before the next is read, so a limited node reads (and the upstream
+/// sends, once TCP's window is full) no faster than the limit.
+fn body(
+    host: &str,
+    response: Response,
+    skip: u64,
+    take: Option<u64>,
+    limit: &RateLimiter,
+) -> BlobStream {
+    let host: std::sync::Arc<str> = host.into();
+    let limit = limit.clone();
+    let chunks = response.bytes_stream().then(move |item| {
+        let (host, limit) = (host.clone(), limit.clone());
+        async move {
+            let bytes = item.map_err(|e| UpstreamError::Unreachable {
+                host: host.to_string(),
+                reason: format!("blob stream broke: {}", error_chain(&e)),
+            })?;
+            limit.acquire(bytes.len() as u64).await;
+            Ok(bytes)
+        }
     });
     if skip == 0 && take.is_none() {
         return Box::pin(chunks);

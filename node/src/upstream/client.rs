@@ -16,6 +16,7 @@ use super::error::{UpstreamError, Wanted};
 use super::names::{NameMapError, UpstreamRepo, canonical_host, upstream_repo};
 use super::retry::{RetryPolicy, error_message, send_with_retries};
 use super::settings::{Endpoint, Endpoints, UpstreamConfigError, UpstreamSettings};
+use crate::limits::RateLimiter;
 
 /// Redirects followed (registries send blobs to storage URLs).
 const MAX_REDIRECTS: usize = 10;
@@ -25,6 +26,8 @@ const MAX_REDIRECTS: usize = 10;
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     inner: Arc<Inner>,
+    /// Paid for every blob byte received (`[limits] upstream_download`).
+    pub(crate) download_limit: RateLimiter,
 }
 
 #[derive(Debug)]
@@ -76,7 +79,15 @@ impl UpstreamClient {
                 auth: Mutex::new(AuthCache::default()),
                 fetching_token: tokio::sync::Mutex::new(()),
             }),
+            download_limit: RateLimiter::unlimited(),
         })
+    }
+
+    /// Receives blob bodies no faster than `limit` allows, in total over
+    /// every clone made from this one.
+    pub fn with_download_limit(mut self, limit: RateLimiter) -> UpstreamClient {
+        self.download_limit = limit;
+        self
     }
 
     /// The registry for names that do not say which.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use shoal_protocol::Digest;
 
+pub mod slow_origin;
+
 /// A whole node (store, registry, network) in this process.
 /// Deterministic bytes that do not repeat (xorshift), for test blobs.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -63,6 +65,18 @@ impl Daemon {
         liar: Option<shoal_node::transfer::LiarMode>,
         upstream: Option<&str>,
     ) -> Daemon {
+        Daemon::start_with(data_dir, p2p_port, bootstrap, liar, upstream, |_| {}).await
+    }
+
+    /// As [`Daemon::start_full`], with `tweak` applied to the config last.
+    pub async fn start_with(
+        data_dir: &std::path::Path,
+        p2p_port: Option<u16>,
+        bootstrap: Vec<Multiaddr>,
+        liar: Option<shoal_node::transfer::LiarMode>,
+        upstream: Option<&str>,
+        tweak: impl FnOnce(&mut shoal_node::config::NodeConfig),
+    ) -> Daemon {
         let peer_id = shoal_node::network::identity::load_or_create(data_dir)
             .expect("identity")
             .public()
@@ -87,6 +101,7 @@ impl Daemon {
             None => config.upstream.enabled = false,
         }
         config.shutdown_grace = Duration::from_secs(1);
+        tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -1,0 +1,555 @@
+//! Following the node that fetches a blob from upstream (the leader, chosen
+//! in `upstream_lead.rs`): each chunk is taken as soon as the leader has
+//! it, from the leader or from another follower that already has it, and
+//! checked against the leader's chain prefix. The blob crosses the uplink
+//! once and the followers finish right behind the leader.
+//!
+//! Spreading: a new chunk is asked of the leader by one follower only (its
+//! *first receiver*, by the chunk's index among the followers sorted by
+//! peer id); the others take it from the followers that have it, rarest
+//! first. So the leader's upload carries each chunk about once and the
+//! followers' uploads carry the copies. A chunk nobody took from the
+//! leader within [`FIRST_RECEIVER_WAIT`] is asked of it by anyone.
+//!
+//! Trust: a follower's chunk must match the leader's prefix, so a follower
+//! cannot forge bytes (it is banned at the first wrong chunk). The leader
+//! can — its prefix proves nothing until the last chunk finishes to the
+//! digest. If it does not, everything taken under that prefix is thrown
+//! away and the leader banned (`docs/security.md`).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use libp2p::PeerId;
+use shoal_protocol::Digest;
+use shoal_protocol::chain::ChainPrefix;
+use shoal_protocol::wire::Message;
+use tokio::time::Instant;
+
+use super::downloads::DownloadState;
+use super::fetch::{FIND_DEADLINE, Fetcher};
+use super::peers::LIE_BAN;
+use super::session::Session;
+use crate::metrics::Metrics;
+use crate::store::{BlobInfo, PartialBlob, StoreError};
+
+/// How often the leader's have-map (and, when it shows new chunks, its
+/// prefix) is asked for; the followers' have-maps every
+/// [`MEMBER_POLL_EVERY`] of these.
+const POLL: Duration = Duration::from_millis(100);
+const MEMBER_POLL_EVERY: u32 = 2;
+/// Chunk requests in flight at once, and to one peer.
+const IN_FLIGHT: usize = 6;
+const PER_PEER: usize = 2;
+/// A new chunk left to its first receiver this long before anyone asks
+/// the leader for it.
+const FIRST_RECEIVER_WAIT: Duration = Duration::from_millis(800);
+/// The leader's prefix not growing for this long: it is given up on.
+const LEADER_STALL: Duration = Duration::from_secs(15);
+/// How often the other followers are looked up in the DHT.
+const REFIND_EVERY: Duration = Duration::from_secs(2);
+/// Followers asked for have-maps and chunks at most.
+const MAX_MEMBERS: usize = 32;
+
+/// How following ended.
+#[derive(Debug)]
+pub(super) enum FollowEnd {
+    Done(BlobInfo),
+    /// The leader stopped answering or stalled. Chunks taken so far stay,
+    /// with the prefix they were checked against, for whoever goes on.
+    LeaderLost,
+    /// The leader's chunks do not finish to the digest: all were dropped.
+    LeaderLied,
+    /// The store failed.
+    Store(StoreError),
+}
+
+enum Event {
+    Chunk {
+        peer: PeerId,
+        index: u32,
+        answer: Option<Vec<u8>>,
+        session: Option<Session>,
+    },
+    Have {
+        peer: PeerId,
+        bitmap: Option<Vec<bool>>,
+        /// The leader's prefix, asked for with its have-map.
+        prefix: Option<ChainPrefix>,
+        session: Option<Session>,
+    },
+    Members(Vec<PeerId>),
+}
+
+/// One follower's view of the swarm around a blob.
+struct Swarm {
+    leader: PeerId,
+    /// Chunks in the blob.
+    count: usize,
+    me: PeerId,
+    /// Other followers, sorted by peer id.
+    members: Vec<PeerId>,
+    have: HashMap<PeerId, Vec<bool>>,
+    idle: HashMap<PeerId, Vec<Session>>,
+    busy: HashMap<PeerId, usize>,
+    polling: HashSet<PeerId>,
+    in_flight: HashSet<u32>,
+    /// When each chunk was first seen at the leader.
+    seen_at_leader: HashMap<u32, Instant>,
+    /// Random tie-breaks, fixed per follow.
+    tie: std::hash::RandomState,
+}
+
+impl Swarm {
+    fn holders(&self, index: u32) -> impl Iterator<Item = PeerId> + '_ {
+        self.have
+            .iter()
+            .filter(move |(_, bits)| bits.get(index as usize).copied().unwrap_or(false))
+            .map(|(p, _)| *p)
+    }
+
+    /// Whether this node is the one to take `index` from the leader first.
+    fn first_receiver(&self, index: u32) -> bool {
+        let mut all: Vec<PeerId> = self.members.clone();
+        all.push(self.me);
+        all.sort();
+        all.dedup();
+        all.get(index as usize % all.len()) == Some(&self.me)
+    }
+
+    fn free(&self, peer: &PeerId) -> bool {
+        self.busy.get(peer).copied().unwrap_or(0) < PER_PEER
+    }
+}
+
+impl Fetcher {
+    /// Takes `state`'s blob from `leader` and the other followers while
+    /// the leader fetches it from upstream.
+    pub(super) async fn follow(&self, state: &Arc<DownloadState>, leader: PeerId) -> FollowEnd {
+        let digest = state.digest.clone();
+        let mut control = self.network().stream_control();
+        let Some(mut first) = Session::open(&mut control, leader).await else {
+            return FollowEnd::LeaderLost;
+        };
+        // The leader may not have its plan yet (it is opening the upstream
+        // response): ask until it has.
+        let waited = Instant::now();
+        let leader_prefix = loop {
+            match first
+                .ask(&Message::GetPrefix {
+                    digest: digest.clone(),
+                })
+                .await
+            {
+                Ok(Message::Prefix { digest: d, prefix }) if d == digest => break prefix,
+                Ok(_) if waited.elapsed() < Duration::from_secs(5) => {
+                    tokio::time::sleep(POLL).await;
+                }
+                _ => return FollowEnd::LeaderLost,
+            }
+        };
+        match self.follow_with(state, leader, first, leader_prefix).await {
+            Ok(end) => end,
+            Err(e) => FollowEnd::Store(e),
+        }
+    }
+
+    async fn follow_with(
+        &self,
+        state: &Arc<DownloadState>,
+        leader: PeerId,
+        session: Session,
+        leader_prefix: ChainPrefix,
+    ) -> Result<FollowEnd, StoreError> {
+        let digest = state.digest.clone();
+        let plan = leader_prefix.plan();
+        // Going on from an earlier leader's prefix (a takeover) keeps what
+        // was taken under it, if the new one agrees.
+        let (partial, mut prefix) = match state.view() {
+            Some(view) if view.plan == plan && view.map.is_none() => {
+                let mut prefix = view
+                    .prefix
+                    .unwrap_or_else(|| ChainPrefix::empty(digest.algorithm(), plan));
+                if prefix.extend(&leader_prefix).is_err() {
+                    tracing::warn!(%digest, %leader, "the new leader's prefix contradicts the old one; starting over");
+                    view.partial.discard().await;
+                    self.fresh_partial(state, &leader_prefix).await?
+                } else {
+                    (view.partial, prefix)
+                }
+            }
+            _ => self.fresh_partial(state, &leader_prefix).await?,
+        };
+        state.set_prefix(prefix.clone());
+        state.set_source("peers");
+        if let Err(e) = self.network().provide(&digest).await {
+            tracing::debug!(%digest, error = %e, "could not announce a partial blob");
+        }
+        tracing::info!(%digest, %leader, known = prefix.known(), of = plan.count(), "following the upstream fetch");
+
+        let mut have: Vec<bool> = state.view().map(|v| v.checked).unwrap_or_default();
+        have.resize(plan.count() as usize, false);
+        let mut swarm = Swarm {
+            leader,
+            count: plan.count() as usize,
+            me: self.network().peer_id(),
+            members: Vec::new(),
+            have: HashMap::new(),
+            idle: HashMap::from([(leader, vec![session])]),
+            busy: HashMap::new(),
+            polling: HashSet::new(),
+            in_flight: HashSet::new(),
+            seen_at_leader: HashMap::new(),
+            tie: std::hash::RandomState::new(),
+        };
+        let mut ticks: u32 = 0;
+        let mut events: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
+        let mut last_growth = Instant::now();
+        let mut last_find: Option<Instant> = None;
+        let mut finding = false;
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            if have.iter().all(|h| *h) && prefix.is_whole() {
+                // Every chunk matched the prefix and the last one finished
+                // to the digest: the chain from the first state to the
+                // digest holds, so the bytes are the blob.
+                let Some(map) = prefix.to_map() else {
+                    return Ok(FollowEnd::LeaderLied);
+                };
+                state.mark_proven();
+                return match partial.commit(&digest, Some(&map)).await {
+                    Ok(info) => Ok(FollowEnd::Done(info)),
+                    Err(StoreError::DigestMismatch { .. }) => Ok(FollowEnd::LeaderLied),
+                    Err(e) => Err(e),
+                };
+            }
+            if last_growth.elapsed() > LEADER_STALL || self.stop_token().is_cancelled() {
+                tracing::info!(%digest, %leader, "the leader stalled; giving it up");
+                return Ok(FollowEnd::LeaderLost);
+            }
+            if !finding && last_find.is_none_or(|t| t.elapsed() > REFIND_EVERY) {
+                finding = true;
+                let (network, digest) = (self.network().clone(), digest.clone());
+                events.push(Box::pin(async move {
+                    let found = network
+                        .find_providers(&digest, MAX_MEMBERS, FIND_DEADLINE)
+                        .await
+                        .unwrap_or_default();
+                    Event::Members(found)
+                }));
+            }
+            self.request_chunks(&digest, &prefix, &have, &mut swarm, &mut events);
+
+            tokio::select! {
+                _ = poll.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    let members = ticks.is_multiple_of(MEMBER_POLL_EVERY);
+                    self.poll_haves(&digest, prefix.known(), members, &mut swarm, &mut events);
+                }
+                Some(event) = events.next() => match event {
+                    Event::Members(found) => {
+                        finding = false;
+                        last_find = Some(Instant::now());
+                        let mut members: Vec<PeerId> = found
+                            .into_iter()
+                            .filter(|p| *p != swarm.me && *p != leader && !self.peer_book().is_banned(p))
+                            .collect();
+                        members.sort();
+                        members.dedup();
+                        members.truncate(MAX_MEMBERS);
+                        swarm.members = members;
+                    }
+                    Event::Have { peer, bitmap, prefix: newer, session } => {
+                        swarm.polling.remove(&peer);
+                        if let Some(s) = session {
+                            swarm.idle.entry(peer).or_default().push(s);
+                        } else if peer == leader {
+                            return Ok(FollowEnd::LeaderLost);
+                        }
+                        if let Some(newer) = newer {
+                            let before = prefix.known();
+                            if prefix.extend(&newer).is_err() {
+                                tracing::warn!(%digest, %leader, "the leader changed its prefix");
+                                self.peer_book().ban(leader, LIE_BAN);
+                                partial.discard().await;
+                                return Ok(FollowEnd::LeaderLied);
+                            }
+                            if prefix.known() > before || prefix.is_whole() {
+                                last_growth = Instant::now();
+                            }
+                            if prefix.known() > before {
+                                state.set_prefix(prefix.clone());
+                            }
+                        }
+                        if let Some(bits) = bitmap {
+                            if peer == leader {
+                                let now = Instant::now();
+                                for (i, b) in bits.iter().enumerate() {
+                                    if *b {
+                                        swarm.seen_at_leader.entry(i as u32).or_insert(now);
+                                    }
+                                }
+                            }
+                            swarm.have.insert(peer, bits);
+                        }
+                    }
+                    Event::Chunk { peer, index, answer, session } => {
+                        swarm.in_flight.remove(&index);
+                        if let Some(n) = swarm.busy.get_mut(&peer) {
+                            *n = n.saturating_sub(1);
+                        }
+                        if let Some(s) = session {
+                            swarm.idle.entry(peer).or_default().push(s);
+                        }
+                        let Some(bytes) = answer else {
+                            // Not there after all, or broke off: ask again
+                            // after the next have-map.
+                            if let Some(bits) = swarm.have.get_mut(&peer)
+                                && let Some(b) = bits.get_mut(index as usize)
+                            {
+                                *b = false;
+                            }
+                            continue;
+                        };
+                        if have[index as usize] {
+                            continue;
+                        }
+                        if let Err(e) = prefix.judge(&digest, index, &bytes) {
+                            tracing::warn!(%digest, %peer, index, error = %e, "a chunk did not match the leader's prefix");
+                            Metrics::add(&self.metrics.peers_banned_total, 1);
+                            self.peer_book().ban(peer, LIE_BAN);
+                            if peer == leader {
+                                // Its own bytes do not fit its own story.
+                                partial.discard().await;
+                                return Ok(FollowEnd::LeaderLied);
+                            }
+                            swarm.have.remove(&peer);
+                            swarm.members.retain(|p| *p != peer);
+                            swarm.idle.remove(&peer);
+                            continue;
+                        }
+                        let offset = u64::from(index) * u64::from(plan.chunk_size());
+                        Metrics::add(&self.metrics.p2p_bytes_received_total, bytes.len() as u64);
+                        Metrics::add(&self.metrics.chunks_verified_total, 1);
+                        partial.write_chunk(index, offset, bytes).await?;
+                        have[index as usize] = true;
+                        state.mark_checked(index);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn fresh_partial(
+        &self,
+        state: &Arc<DownloadState>,
+        prefix: &ChainPrefix,
+    ) -> Result<(PartialBlob, ChainPrefix), StoreError> {
+        let plan = prefix.plan();
+        let (store, d) = (self.store.clone(), state.digest.clone());
+        let partial = tokio::task::spawn_blocking(move || {
+            store.partial_blob(&d, plan.size(), plan.chunk_size())
+        })
+        .await
+        .map_err(StoreError::from)??;
+        // Left by an earlier run: not pinned by anything known here.
+        for index in partial.claimed() {
+            partial.forget(index).await?;
+        }
+        state.set_plan(partial.clone(), plan, None, "peers");
+        Ok((partial, prefix.clone()))
+    }
+
+    /// Asks the leader for its have-map (and its prefix, when the map shows
+    /// chunks past the `known` states), and, if `members`, every follower
+    /// for its have-map; a peer still answering the last ask is skipped.
+    fn poll_haves(
+        &self,
+        digest: &Digest,
+        known: u32,
+        members: bool,
+        swarm: &mut Swarm,
+        events: &mut FuturesUnordered<BoxFuture<'static, Event>>,
+    ) {
+        let followers = if members { swarm.members.len() } else { 0 };
+        let peers: Vec<PeerId> = std::iter::once(swarm.leader)
+            .chain(swarm.members.iter().copied().take(followers))
+            .collect();
+        let count = swarm.count;
+        for peer in peers {
+            if swarm.polling.contains(&peer) {
+                continue;
+            }
+            let session = swarm.idle.get_mut(&peer).and_then(Vec::pop);
+            if session.is_none() && swarm.busy.get(&peer).copied().unwrap_or(0) > 0 {
+                // Its streams are busy with chunks: ask next time.
+                continue;
+            }
+            swarm.polling.insert(peer);
+            let is_leader = peer == swarm.leader;
+            let mut control = self.network().stream_control();
+            let digest = digest.clone();
+            events.push(Box::pin(async move {
+                let failed = Event::Have {
+                    peer,
+                    bitmap: None,
+                    prefix: None,
+                    session: None,
+                };
+                let session = match session {
+                    Some(s) => Some(s),
+                    None => Session::open(&mut control, peer).await,
+                };
+                let Some(mut session) = session else {
+                    return failed;
+                };
+                let bitmap = match session
+                    .ask(&Message::GetHave {
+                        digest: digest.clone(),
+                    })
+                    .await
+                {
+                    Ok(Message::Have { bitmap, .. }) => super::bitmap::decode(&bitmap, count),
+                    _ => return failed,
+                };
+                // A chunk it offers is one its prefix covers.
+                let mut prefix = None;
+                let newer = bitmap.iter().skip(known as usize).any(|b| *b);
+                if is_leader && newer {
+                    match session
+                        .ask(&Message::GetPrefix {
+                            digest: digest.clone(),
+                        })
+                        .await
+                    {
+                        Ok(Message::Prefix {
+                            digest: d,
+                            prefix: p,
+                        }) if d == digest => prefix = Some(p),
+                        _ => return failed,
+                    }
+                }
+                Event::Have {
+                    peer,
+                    bitmap: Some(bitmap),
+                    prefix,
+                    session: Some(session),
+                }
+            }));
+        }
+    }
+
+    /// Hands out chunk requests: rarest first among the followers' copies,
+    /// new chunks from the leader by their first receiver (or by anyone
+    /// once they waited long enough).
+    fn request_chunks(
+        &self,
+        digest: &Digest,
+        prefix: &ChainPrefix,
+        have: &[bool],
+        swarm: &mut Swarm,
+        events: &mut FuturesUnordered<BoxFuture<'static, Event>>,
+    ) {
+        let count = prefix.plan().count();
+        let mut wanted: Vec<(usize, u32)> = (0..count)
+            .filter(|i| !have[*i as usize] && !swarm.in_flight.contains(i) && prefix.covers(*i))
+            .map(|i| {
+                let copies = swarm.holders(i).filter(|p| *p != swarm.leader).count();
+                (copies, i)
+            })
+            .collect();
+        // Rarest first (random among equals), but a chunk nobody but the
+        // leader has comes last: it goes to its first receiver.
+        wanted.sort_by_key(|(copies, i)| {
+            let copies = if *copies == 0 { usize::MAX } else { *copies };
+            (copies, swarm.tie.hash_one(i))
+        });
+        for (copies, index) in wanted {
+            if swarm.in_flight.len() >= IN_FLIGHT {
+                return;
+            }
+            let source = if copies > 0 {
+                swarm
+                    .holders(index)
+                    .filter(|p| *p != swarm.leader && swarm.free(p))
+                    .min_by_key(|p| swarm.tie.hash_one((p, index)))
+            } else {
+                None
+            };
+            let source = source.or_else(|| {
+                let at_leader = swarm.holders(index).any(|p| p == swarm.leader);
+                let waited = swarm
+                    .seen_at_leader
+                    .get(&index)
+                    .is_some_and(|t| t.elapsed() > FIRST_RECEIVER_WAIT);
+                (at_leader
+                    && swarm.free(&swarm.leader)
+                    && (copies == 0 && (swarm.first_receiver(index) || waited)
+                        || copies > 0 && waited))
+                    .then_some(swarm.leader)
+            });
+            let Some(peer) = source else { continue };
+            swarm.in_flight.insert(index);
+            *swarm.busy.entry(peer).or_default() += 1;
+            let session = swarm.idle.get_mut(&peer).and_then(Vec::pop);
+            let mut control = self.network().stream_control();
+            let digest = digest.clone();
+            let limit = self.download_limit().clone();
+            events.push(Box::pin(async move {
+                let session = match session {
+                    Some(s) => Some(s),
+                    None => Session::open(&mut control, peer).await,
+                };
+                let Some(mut session) = session else {
+                    return Event::Chunk {
+                        peer,
+                        index,
+                        answer: None,
+                        session: None,
+                    };
+                };
+                match session
+                    .ask(&Message::GetChunk {
+                        digest: digest.clone(),
+                        index,
+                    })
+                    .await
+                {
+                    Ok(Message::Chunk {
+                        digest: d,
+                        index: i,
+                        bytes,
+                    }) if d == digest && i == index => {
+                        // The node's peer download limit (`[limits]`).
+                        limit.acquire(bytes.len() as u64).await;
+                        Event::Chunk {
+                            peer,
+                            index,
+                            answer: Some(bytes),
+                            session: Some(session),
+                        }
+                    }
+                    Ok(_) => Event::Chunk {
+                        peer,
+                        index,
+                        answer: None,
+                        session: Some(session),
+                    },
+                    Err(_) => Event::Chunk {
+                        peer,
+                        index,
+                        answer: None,
+                        session: None,
+                    },
+                }
+            }));
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Several nodes pulling the same blob from upstream at once (issue 5):
+//! one fetches it over the uplink and the others follow it, taking each
+//! chunk from it or from each other as soon as it has arrived; when the
+//! leader dies half-way, another node goes on from where the chunks got
+//! to, so the blob still crosses the uplink about once.
+//!
+//! The upstream is a paced origin on loopback that counts the bytes it
+//! sends (`common/slow_origin.rs`).
+
+use std::time::Duration;
+
+use shoal_protocol::Digest;
+
+mod common;
+use common::slow_origin::SlowOrigin;
+use common::{Daemon, pattern};
+
+const MIB: usize = 1024 * 1024;
+
+/// A bootstrap node that wants nothing, and `n` mirrors of `origin` that
+/// joined through it (so they stay connected when any of them stops).
+async fn site(dirs: &[tempfile::TempDir], origin: &SlowOrigin) -> (Daemon, Vec<Daemon>) {
+    let hub = Daemon::start(dirs[0].path(), None, Vec::new()).await;
+    let mut mirrors = Vec::new();
+    for dir in &dirs[1..] {
+        mirrors
+            .push(Daemon::start_mirror(dir.path(), vec![hub.p2p_addr.clone()], &origin.url).await);
+    }
+    // Every mirror is in every other's routing table before the pulls.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (hub, mirrors)
+}
+
+/// Pulls `digest` through `node` and returns the body's digest, or the
+/// error that cut it.
+async fn pull(base: String, digest: Digest) -> Result<Digest, String> {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v2/tests/big/blobs/{digest}"))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    Ok(Digest::sha256_of(&body))
+}
+
+fn dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n).map(|_| tempfile::tempdir().expect("dir")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_pulls_take_the_blob_over_the_uplink_once() {
+    let blob = pattern(16 * MIB, 51);
+    let digest = Digest::sha256_of(&blob);
+    let origin = SlowOrigin::start(std::slice::from_ref(&blob), 8 * MIB as u64).await;
+    let dirs = dirs(4);
+    let (hub, mirrors) = site(&dirs, &origin).await;
+
+    let pulls: Vec<_> = mirrors
+        .iter()
+        .map(|m| tokio::spawn(pull(m.base.clone(), digest.clone())))
+        .collect();
+    for p in pulls {
+        assert_eq!(p.await.expect("task"), Ok(digest.clone()));
+    }
+    let sent = origin.sent();
+    let mut from_upstream = Vec::new();
+    for m in &mirrors {
+        from_upstream.push(m.metric("shoal_upstream_bytes_received_total").await);
+    }
+    eprintln!(
+        "origin sent {sent} bytes for a {} byte blob; per node from upstream: {from_upstream:?}",
+        blob.len()
+    );
+    assert!(
+        sent as f64 <= 1.1 * blob.len() as f64,
+        "the origin sent {sent} bytes for a blob of {}",
+        blob.len()
+    );
+    assert_eq!(
+        from_upstream.iter().filter(|b| **b > 0).count(),
+        1,
+        "exactly one node fetches from upstream"
+    );
+    for m in mirrors {
+        m.stop().await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_dying_half_way_is_taken_over_without_starting_over() {
+    let blob = pattern(24 * MIB, 52);
+    let digest = Digest::sha256_of(&blob);
+    let origin = SlowOrigin::start(std::slice::from_ref(&blob), 6 * MIB as u64).await;
+    let dirs = dirs(4);
+    let (hub, mut mirrors) = site(&dirs, &origin).await;
+
+    let pulls: Vec<_> = mirrors
+        .iter()
+        .map(|m| tokio::spawn(pull(m.base.clone(), digest.clone())))
+        .collect();
+    // Half-way through the uplink, the node fetching from it stops.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while (origin.sent() as usize) < blob.len() / 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the origin never got half-way"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut leader = None;
+    for (i, m) in mirrors.iter().enumerate() {
+        if m.metric("shoal_upstream_bytes_received_total").await > 0 {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("one node is fetching from upstream");
+    let sent_before = origin.sent() as usize;
+    // What the followers hold at this moment came from the leader while it
+    // was still fetching.
+    let mut streamed = 0;
+    for (i, m) in mirrors.iter().enumerate() {
+        if i != leader {
+            streamed = streamed.max(m.metric("shoal_p2p_bytes_received_total").await as usize);
+        }
+    }
+    mirrors.remove(leader).stop().await;
+    eprintln!(
+        "leader stopped after the origin sent {sent_before} bytes; a follower held {streamed}"
+    );
+    assert!(
+        streamed > 0,
+        "the followers took nothing from the leader while it fetched"
+    );
+
+    let mut results = Vec::new();
+    for (i, p) in pulls.into_iter().enumerate() {
+        let r = p.await.expect("task");
+        if i != leader {
+            results.push(r);
+        }
+    }
+    for r in results {
+        assert_eq!(r, Ok(digest.clone()), "a follower's pull");
+    }
+    let sent = origin.sent() as usize;
+    eprintln!(
+        "origin sent {sent} bytes in all for a {} byte blob",
+        blob.len()
+    );
+    // Starting over would cost the bytes sent before the stop again.
+    assert!(
+        sent <= blob.len() + 4 * MIB,
+        "the origin sent {sent} bytes for a blob of {}: the new leader started over",
+        blob.len()
+    );
+    for m in mirrors {
+        m.stop().await;
+    }
+    hub.stop().await;
+}

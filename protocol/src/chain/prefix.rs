@@ -1,0 +1,300 @@
+//! The front of a chunk map, as known to a node that is still hashing the
+//! blob in order (it is fetching it from upstream): the states after the
+//! chunks it has so far.
+//!
+//! A prefix proves nothing by itself — only the digest does, through the
+//! last chunk — but it pins every chunk it covers: bytes that differ from
+//! the ones its author hashed do not match it. Peers that relay chunks
+//! under a prefix therefore cannot forge them; only the prefix's author
+//! can, and that shows when the last chunk fails to finish to the digest
+//! (see `docs/security.md`). A prefix with every state is a chunk map.
+
+use super::{
+    ChainState, ChunkCheckError, ChunkMap, MapError, decode_parts, encode_parts, judge_under,
+};
+use crate::chunk::ChunkPlan;
+use crate::digest::{Algorithm, Digest};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPrefix {
+    algorithm: Algorithm,
+    plan: ChunkPlan,
+    /// The states after chunks `0..states.len()`; at most `count − 1`.
+    states: Vec<ChainState>,
+}
+
+/// A newer prefix from the same author that contradicts an older one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the prefix contradicts one seen before (plan or state {0} differs)")]
+pub struct PrefixContradiction(pub u32);
+
+impl ChainPrefix {
+    pub(super) fn from_parts(
+        algorithm: Algorithm,
+        plan: ChunkPlan,
+        states: Vec<ChainState>,
+    ) -> ChainPrefix {
+        ChainPrefix {
+            algorithm,
+            plan,
+            states,
+        }
+    }
+
+    /// No states yet: only chunk 0 (if it is also the last) can be judged.
+    pub fn empty(algorithm: Algorithm, plan: ChunkPlan) -> ChainPrefix {
+        ChainPrefix::from_parts(algorithm, plan, Vec::new())
+    }
+
+    pub fn new(
+        algorithm: Algorithm,
+        plan: ChunkPlan,
+        states: Vec<ChainState>,
+    ) -> Result<ChainPrefix, MapError> {
+        let most = plan.count().saturating_sub(1) as usize;
+        if states.len() > most {
+            return Err(MapError::WrongLength {
+                count: plan.count(),
+                expected: most,
+                found: states.len(),
+            });
+        }
+        if let Some(s) = states.iter().find(|s| s.algorithm() != algorithm) {
+            return Err(MapError::AlgorithmMismatch {
+                map: s.algorithm(),
+                digest: algorithm,
+            });
+        }
+        Ok(ChainPrefix::from_parts(algorithm, plan, states))
+    }
+
+    pub fn plan(&self) -> ChunkPlan {
+        self.plan
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub(super) fn states(&self) -> &[ChainState] {
+        &self.states
+    }
+
+    /// How many states are known.
+    pub fn known(&self) -> u32 {
+        self.states.len() as u32
+    }
+
+    /// Every state is known: the prefix is the whole map.
+    pub fn is_whole(&self) -> bool {
+        self.states.len() + 1 >= self.plan.count() as usize
+    }
+
+    /// Whether chunk `index` can be judged under this prefix.
+    pub fn covers(&self, index: u32) -> bool {
+        if index + 1 == self.plan.count() {
+            self.is_whole()
+        } else {
+            index < self.known()
+        }
+    }
+
+    /// As [`ChunkMap::judge`], for the chunks the prefix covers;
+    /// `ChunkCheckError::Unknown` for the others.
+    pub fn judge(&self, digest: &Digest, index: u32, bytes: &[u8]) -> Result<(), ChunkCheckError> {
+        if index + 1 == self.plan.count() && !self.is_whole() {
+            return Err(ChunkCheckError::Unknown { index });
+        }
+        judge_under(
+            self.algorithm,
+            self.plan,
+            &self.states,
+            digest,
+            index,
+            bytes,
+        )
+    }
+
+    /// Takes in a newer prefix of the same blob. It must agree with every
+    /// state known here: an author that changes its story is lying.
+    pub fn extend(&mut self, newer: &ChainPrefix) -> Result<(), PrefixContradiction> {
+        if newer.plan != self.plan || newer.algorithm != self.algorithm {
+            return Err(PrefixContradiction(0));
+        }
+        if let Some(i) = self
+            .states
+            .iter()
+            .zip(&newer.states)
+            .position(|(a, b)| a != b)
+        {
+            return Err(PrefixContradiction(i as u32));
+        }
+        if newer.states.len() > self.states.len() {
+            self.states
+                .extend_from_slice(&newer.states[self.states.len()..]);
+        }
+        Ok(())
+    }
+
+    /// Whether `map` has the same states as far as this prefix goes.
+    pub fn agrees_with(&self, map: &ChunkMap) -> bool {
+        map.plan == self.plan
+            && map.algorithm == self.algorithm
+            && map.states.iter().zip(&self.states).all(|(a, b)| a == b)
+    }
+
+    /// The chunk map, once every state is known.
+    pub fn to_map(&self) -> Option<ChunkMap> {
+        self.is_whole()
+            .then(|| ChunkMap::new(self.algorithm, self.plan, self.states.clone()).ok())
+            .flatten()
+    }
+
+    /// Same wire form as [`ChunkMap::encode`], with fewer states.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_parts(self.algorithm, self.plan, &self.states)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ChainPrefix, MapError> {
+        let (algorithm, plan, states) = decode_parts(bytes)?;
+        ChainPrefix::new(algorithm, plan, states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::ChunkMapBuilder;
+    use proptest::prelude::*;
+
+    /// The smallest chunk size allowed.
+    const K: usize = 16 * 1024;
+
+    fn blob(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// The prefix after each whole chunk fed, and the final map and digest.
+    fn prefixes(data: &[u8], chunk: usize) -> (Vec<ChainPrefix>, ChunkMap, Digest) {
+        let plan = ChunkPlan::new(data.len() as u64, chunk as u32).expect("test data");
+        let mut b = ChunkMapBuilder::new(Algorithm::Sha256, plan);
+        let mut out = vec![b.prefix()];
+        for piece in data.chunks(chunk) {
+            b.update(piece);
+            out.push(b.prefix());
+        }
+        let (map, digest) = b.finish().expect("test data");
+        (out, map, digest)
+    }
+
+    #[test]
+    fn grows_into_the_map() {
+        let data = blob(5 * K + 100, 1);
+        let (ps, map, digest) = prefixes(&data, K);
+        assert_eq!(ps[0].known(), 0);
+        assert!(!ps[0].covers(0));
+        assert_eq!(ps[2].known(), 2);
+        assert!(ps[2].covers(1) && !ps[2].covers(2) && !ps[2].covers(5));
+        let last = ps.last().expect("test data");
+        assert!(last.is_whole() && last.covers(5));
+        assert_eq!(last.to_map().expect("test data"), map);
+        assert!(ps[3].agrees_with(&map));
+        assert!(ps[3].to_map().is_none());
+        // Each chunk judges once its end state is known, not before; the
+        // last once the state before it is (it finishes to the digest).
+        for (i, c) in data.chunks(K).enumerate() {
+            let i = i as u32;
+            if i == 5 {
+                assert_eq!(ps[i as usize].judge(&digest, i, c), Ok(()));
+                assert_eq!(
+                    ps[i as usize - 1].judge(&digest, i, c),
+                    Err(ChunkCheckError::Unknown { index: i })
+                );
+                continue;
+            }
+            assert_eq!(
+                ps[i as usize].judge(&digest, i, c),
+                Err(ChunkCheckError::Unknown { index: i })
+            );
+            assert_eq!(ps[i as usize + 1].judge(&digest, i, c), Ok(()));
+        }
+    }
+
+    #[test]
+    fn relayed_bytes_that_differ_do_not_match() {
+        let data = blob(4 * K, 2);
+        let (ps, _, digest) = prefixes(&data, K);
+        let mut bad = data[K..2 * K].to_vec();
+        bad[7] ^= 1;
+        assert!(matches!(
+            ps[3].judge(&digest, 1, &bad),
+            Err(ChunkCheckError::MapMismatch { index: 1, .. })
+        ));
+        // The last chunk, forged: fails against the digest.
+        let mut last = data[3 * K..].to_vec();
+        last[0] ^= 1;
+        assert_eq!(
+            ps[4].judge(&digest, 3, &last),
+            Err(ChunkCheckError::DigestMismatch { index: 3 })
+        );
+    }
+
+    #[test]
+    fn extend_accepts_growth_and_refuses_a_changed_story() {
+        let data = blob(4 * K, 3);
+        let (ps, _, _) = prefixes(&data, K);
+        let mut p = ps[1].clone();
+        p.extend(&ps[3]).expect("test data");
+        assert_eq!(p, ps[3]);
+        // An older one is fine too: nothing is lost.
+        p.extend(&ps[2]).expect("test data");
+        assert_eq!(p, ps[3]);
+        let (other, _, _) = prefixes(&blob(4 * K, 9), K);
+        assert_eq!(p.extend(&other[2]), Err(PrefixContradiction(0)));
+        let (small, _, _) = prefixes(&blob(2 * K, 3), K);
+        assert!(p.extend(&small[1]).is_err());
+    }
+
+    #[test]
+    fn a_builder_goes_on_from_a_prefix() {
+        let data = blob(5 * K + 10, 6);
+        let (ps, map, digest) = prefixes(&data, K);
+        let mut b = ChunkMapBuilder::from_prefix(&ps[2]);
+        assert_eq!(b.fed(), 2 * K as u64);
+        b.update(&data[2 * K..]);
+        assert_eq!(b.finish().expect("test data"), (map, digest));
+    }
+
+    #[test]
+    fn one_chunk_blob_is_whole_from_the_start() {
+        let data = blob(300, 4);
+        let (ps, _, digest) = prefixes(&data, K);
+        assert!(ps[0].is_whole());
+        assert_eq!(ps[0].judge(&digest, 0, &data), Ok(()));
+    }
+
+    #[test]
+    fn too_many_states_are_refused() {
+        let data = blob(3 * K, 5);
+        let (_, map, _) = prefixes(&data, K);
+        let plan = ChunkPlan::new(K as u64, K as u32).expect("test data");
+        assert!(ChainPrefix::new(Algorithm::Sha256, plan, map.states.clone()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_round_trips(len in 0usize..6 * K, cut in 0usize..8, seed: u8) {
+            let data = blob(len, seed);
+            let (ps, _, _) = prefixes(&data, K);
+            let p = &ps[cut.min(ps.len() - 1)];
+            prop_assert_eq!(&ChainPrefix::decode(&p.encode()).expect("test data"), p);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = ChainPrefix::decode(&bytes);
+        }
+    }
+}
