@@ -28,6 +28,8 @@ pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     finds: HashMap<QueryId, PendingFind>,
+    /// Announcements whose caller waits for them to reach the closest peers.
+    confirming: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
     sweep_interval: Duration,
 }
 
@@ -105,6 +107,7 @@ impl EventLoop {
             swarm,
             commands,
             finds: HashMap::new(),
+            confirming: HashMap::new(),
             sweep_interval: options.sweep_interval,
         };
         for addr in &options.listen {
@@ -176,18 +179,30 @@ impl EventLoop {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Provide { digest, reply } => {
-                let result = self
+            Command::Provide {
+                digest,
+                confirm,
+                reply,
+            } => {
+                match self
                     .swarm
                     .behaviour_mut()
                     .kad
                     .start_providing(key_of(&digest))
-                    .map(drop)
-                    .map_err(|e| NetworkError::Provide {
-                        digest,
-                        reason: format!("{e:?}"),
-                    });
-                let _ = reply.send(result);
+                {
+                    Ok(id) if confirm => {
+                        self.confirming.insert(id, reply);
+                    }
+                    Ok(_) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetworkError::Provide {
+                            digest,
+                            reason: format!("{e:?}"),
+                        }));
+                    }
+                }
             }
             Command::Unprovide { digest } => {
                 self.swarm
@@ -280,8 +295,14 @@ impl EventLoop {
                 }
             }
             QueryResult::GetProviders(_) if last => self.answer_find(id),
-            QueryResult::StartProviding(Err(e)) => {
-                tracing::debug!(error = ?e, "announcement reached no peer yet");
+            QueryResult::StartProviding(result) => {
+                if let Err(e) = &result {
+                    tracing::debug!(error = ?e, "announcement reached no peer yet");
+                }
+                // Stored locally either way: the caller need wait no more.
+                if let Some(reply) = self.confirming.remove(&id) {
+                    let _ = reply.send(Ok(()));
+                }
             }
             _ => {}
         }

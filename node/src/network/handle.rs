@@ -35,6 +35,9 @@ pub struct NetworkInfo {
 pub(crate) enum Command {
     Provide {
         digest: Digest,
+        /// Answer once the record reached the closest peers (or the
+        /// attempt ended), not as soon as it is stored locally.
+        confirm: bool,
         reply: oneshot::Sender<Result<(), NetworkError>>,
     },
     Unprovide {
@@ -121,7 +124,32 @@ impl NetworkHandle {
     /// Announces that this node holds `digest` (a verified, committed blob).
     pub async fn provide(&self, digest: &Digest) -> Result<(), NetworkError> {
         let digest = digest.clone();
-        self.ask(|reply| Command::Provide { digest, reply }).await?
+        self.ask(|reply| Command::Provide {
+            digest,
+            confirm: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Announces `digest` and waits until the announcement reached the
+    /// peers closest to it, so that a lookup by any node from then on finds
+    /// it: at most `deadline`, after which it is on its way anyway.
+    pub async fn provide_confirmed(
+        &self,
+        digest: &Digest,
+        deadline: Duration,
+    ) -> Result<(), NetworkError> {
+        let digest = digest.clone();
+        let ask = self.ask(|reply| Command::Provide {
+            digest,
+            confirm: true,
+            reply,
+        });
+        match tokio::time::timeout(deadline, ask).await {
+            Ok(result) => result?,
+            Err(_) => Ok(()),
+        }
     }
 
     /// Withdraws the announcement (the blob was deleted or evicted).

@@ -49,6 +49,11 @@ const PER_PEER: usize = 2;
 /// A new chunk left to its first receiver this long before anyone asks
 /// the leader for it.
 const FIRST_RECEIVER_WAIT: Duration = Duration::from_millis(800);
+/// How long the leader may take to answer with its first prefix.
+const LEADER_FIRST_ANSWER: Duration = Duration::from_secs(5);
+/// Have-map asks in a row the leader may fail (a stream dropped while it
+/// is busy) before it counts as gone.
+const LEADER_MISSES: u32 = 5;
 /// The leader's prefix not growing for this long: it is given up on.
 const LEADER_STALL: Duration = Duration::from_secs(15);
 /// How often the other followers are looked up in the DHT.
@@ -133,25 +138,40 @@ impl Fetcher {
     pub(super) async fn follow(&self, state: &Arc<DownloadState>, leader: PeerId) -> FollowEnd {
         let digest = state.digest.clone();
         let mut control = self.network().stream_control();
-        let Some(mut first) = Session::open(&mut control, leader).await else {
-            return FollowEnd::LeaderLost;
-        };
         // The leader may not have its plan yet (it is opening the upstream
-        // response): ask until it has.
+        // response), and a stream may be dropped when it is busy: ask
+        // until it answers, for a while.
         let waited = Instant::now();
-        let leader_prefix = loop {
-            match first
+        let mut session = None;
+        let (first, leader_prefix) = loop {
+            if waited.elapsed() > LEADER_FIRST_ANSWER {
+                return FollowEnd::LeaderLost;
+            }
+            let mut current = match session.take() {
+                Some(s) => s,
+                None => match Session::open(&mut control, leader).await {
+                    Some(s) => s,
+                    None => {
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                },
+            };
+            match current
                 .ask(&Message::GetPrefix {
                     digest: digest.clone(),
                 })
                 .await
             {
-                Ok(Message::Prefix { digest: d, prefix }) if d == digest => break prefix,
-                Ok(_) if waited.elapsed() < Duration::from_secs(5) => {
-                    tokio::time::sleep(POLL).await;
+                Ok(Message::Prefix { digest: d, prefix }) if d == digest => {
+                    break (current, prefix);
                 }
-                _ => return FollowEnd::LeaderLost,
+                // Not fetching yet: ask again on the same stream.
+                Ok(_) => session = Some(current),
+                // The stream broke: a fresh one next time.
+                Err(_) => {}
             }
+            tokio::time::sleep(POLL).await;
         };
         match self.follow_with(state, leader, first, leader_prefix).await {
             Ok(end) => end,
@@ -208,6 +228,7 @@ impl Fetcher {
             tie: std::hash::RandomState::new(),
         };
         let mut ticks: u32 = 0;
+        let mut leader_misses: u32 = 0;
         let mut events: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
         let mut last_growth = Instant::now();
         let mut last_find: Option<Instant> = None;
@@ -270,8 +291,14 @@ impl Fetcher {
                         swarm.polling.remove(&peer);
                         if let Some(s) = session {
                             swarm.idle.entry(peer).or_default().push(s);
+                            if peer == leader {
+                                leader_misses = 0;
+                            }
                         } else if peer == leader {
-                            return Ok(FollowEnd::LeaderLost);
+                            leader_misses += 1;
+                            if leader_misses >= LEADER_MISSES {
+                                return Ok(FollowEnd::LeaderLost);
+                            }
                         }
                         if let Some(newer) = newer {
                             let before = prefix.known();

@@ -31,7 +31,11 @@ use crate::limits::{DEFAULT_UPLOAD_SLOTS, RateLimiter, UploadSlots};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreEvent};
 
-pub const MAX_INBOUND_STREAMS: usize = 64;
+/// Streams are sessions a peer keeps open and reuses (a follower holds one
+/// or three per blob it follows), so a node that many peers follow at once
+/// has hundreds. An idle one costs a few KiB; the memory of chunks being
+/// sent is bounded by the upload slots, not by this.
+pub const MAX_INBOUND_STREAMS: usize = 512;
 /// Chunk maps kept in memory; computing one reads the whole blob.
 const MAP_CACHE: usize = 256;
 

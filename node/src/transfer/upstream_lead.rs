@@ -9,8 +9,9 @@
 //! [`CLAIM_SETTLE`] to spread. The leader is a claimant already fetching
 //! (one that announced the partial blob: the leader, or a follower relaying
 //! it), so a node that asks seconds after the others joins them; when none
-//! has started, the lowest peer id, so claimants that raced pick the same
-//! one without talking to each other.
+//! has started, the first in an order of peers of the blob's own (a hash
+//! of the claim and the peer id: the layers of an image get different
+//! leaders), so claimants that raced pick the same one without talking.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,16 @@ impl Fetcher {
             .info()
             .await
             .map_or(true, |i| i.connected_peers == 0);
-        if alone || self.network().provide(&claim).await.is_err() {
+        // The claim is waited on until it reached the peers closest to its
+        // key: from then on every lookup sees it, so two nodes that claim
+        // within CLAIM_SETTLE of each other see each other.
+        if alone
+            || self
+                .network()
+                .provide_confirmed(&claim, FIND_DEADLINE)
+                .await
+                .is_err()
+        {
             return self.finish_from_upstream(state, client, source).await;
         }
         let mut gone: Vec<PeerId> = Vec::new();
@@ -118,9 +128,10 @@ impl Fetcher {
     /// Whom to take the blob from: a claimant that already fetches it (it
     /// announced the partial blob) before one still deciding, so a node
     /// that asks late follows the fetch under way instead of starting a
-    /// second one because its peer id is lower; among equals the lowest
-    /// peer id, this node included, so claimants that saw each other agree
-    /// without talking. The ones already given up on are left out.
+    /// second one because it comes first in the blob's order of peers;
+    /// among equals the first in that order, this node included, so
+    /// claimants that saw each other agree without talking. The ones
+    /// already given up on are left out.
     async fn leader(
         &self,
         digest: &Digest,
@@ -143,21 +154,30 @@ impl Fetcher {
         if me_fetching {
             fetching.push(me);
         }
-        Some(pick_leader(&candidates, &fetching, me))
+        Some(pick_leader(claim, &candidates, &fetching, me))
     }
 }
 
 /// The rule of [`Fetcher::leader`], on what the lookups found (`me` is a
 /// claimant too, and in `fetching` when it holds chunks already): the
-/// lowest claimant that is already fetching, else the lowest of all. The
-/// same views give every claimant the same answer.
-fn pick_leader(claimants: &[PeerId], fetching: &[PeerId], me: PeerId) -> PeerId {
+/// first claimant that is already fetching, else the first of all, in the
+/// blob's own order of peers ([`rank`]). The same views give every
+/// claimant the same answer.
+fn pick_leader(claim: &Digest, claimants: &[PeerId], fetching: &[PeerId], me: PeerId) -> PeerId {
     let all = || claimants.iter().copied().chain([me]);
-    all()
-        .filter(|p| fetching.contains(p))
-        .min()
-        .or_else(|| all().min())
+    let first = |peers: &mut dyn Iterator<Item = PeerId>| peers.min_by_key(|p| rank(claim, p));
+    first(&mut all().filter(|p| fetching.contains(p)))
+        .or_else(|| first(&mut all()))
         .unwrap_or(me)
+}
+
+/// A peer's place in the order in which `claim`'s claimants lead: a hash
+/// of both, so the layers of one image are led by different nodes and no
+/// single node's upload carries every first copy (rendezvous hashing).
+fn rank(claim: &Digest, peer: &PeerId) -> Digest {
+    let mut input = claim.to_string().into_bytes();
+    input.extend_from_slice(&peer.to_bytes());
+    Digest::sha256_of(&input)
 }
 
 #[cfg(test)]
@@ -172,29 +192,51 @@ mod tests {
         assert_ne!(claim_key(&d), claim_key(&Digest::sha256_of(b"other")));
     }
 
+    fn claim() -> Digest {
+        claim_key(&Digest::sha256_of(b"layer"))
+    }
+
+    /// `n` peers in the order in which they lead `claim()`.
     fn sorted_peers(n: usize) -> Vec<PeerId> {
         let mut peers: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();
-        peers.sort();
+        peers.sort_by_key(|p| rank(&claim(), p));
         peers
     }
 
     #[test]
-    fn claimants_that_saw_each_other_agree_on_the_lowest() {
+    fn different_blobs_are_led_by_different_nodes() {
+        let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+        let leaders: std::collections::HashSet<PeerId> = (0..32u32)
+            .map(|i| {
+                let claim = claim_key(&Digest::sha256_of(&i.to_be_bytes()));
+                pick_leader(&claim, &peers[1..], &[], peers[0])
+            })
+            .collect();
+        // 32 blobs over 8 peers: one peer leading them all would be a
+        // chance of 8^-31.
+        assert!(leaders.len() > 1, "one node leads every blob");
+    }
+
+    #[test]
+    fn claimants_that_saw_each_other_agree_on_the_first() {
         let p = sorted_peers(3);
-        assert_eq!(pick_leader(&[p[1], p[2]], &[], p[0]), p[0]);
-        assert_eq!(pick_leader(&[p[0], p[2]], &[], p[1]), p[0]);
-        assert_eq!(pick_leader(&[p[0], p[1]], &[], p[2]), p[0]);
+        assert_eq!(pick_leader(&claim(), &[p[1], p[2]], &[], p[0]), p[0]);
+        assert_eq!(pick_leader(&claim(), &[p[0], p[2]], &[], p[1]), p[0]);
+        assert_eq!(pick_leader(&claim(), &[p[0], p[1]], &[], p[2]), p[0]);
     }
 
     #[test]
     fn a_late_claimant_follows_the_fetch_under_way_even_with_a_lower_id() {
         let p = sorted_peers(3);
         // p[0] asks late; p[2] already fetches, p[1] only claimed.
-        assert_eq!(pick_leader(&[p[1], p[2]], &[p[2]], p[0]), p[2]);
-        // Two fetching (they raced): the lowest of them.
-        assert_eq!(pick_leader(&[p[1], p[2]], &[p[1], p[2]], p[0]), p[1]);
+        assert_eq!(pick_leader(&claim(), &[p[1], p[2]], &[p[2]], p[0]), p[2]);
+        // Two fetching (they raced): the first of them.
+        assert_eq!(
+            pick_leader(&claim(), &[p[1], p[2]], &[p[1], p[2]], p[0]),
+            p[1]
+        );
         // A provider that never claimed is no leader.
-        assert_eq!(pick_leader(&[p[2]], &[p[1]], p[0]), p[0]);
+        assert_eq!(pick_leader(&claim(), &[p[2]], &[p[1]], p[0]), p[0]);
     }
 
     #[test]
@@ -205,7 +247,7 @@ mod tests {
         for me in 0..3 {
             let others: Vec<PeerId> = (0..3).filter(|&i| i != me).map(|i| p[i]).collect();
             let fetching = [p[0], p[1], p[2]];
-            assert_eq!(pick_leader(&others, &fetching, p[me]), p[0]);
+            assert_eq!(pick_leader(&claim(), &others, &fetching, p[me]), p[0]);
         }
     }
 }

@@ -155,6 +155,10 @@ struct RunArgs {
     /// Append the markdown report to this file too.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Keep the shoal nodes' logs (until the next run) even when every
+    /// pull succeeded; the report says where.
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -311,6 +315,7 @@ async fn benchmark(args: RunArgs) -> anyhow::Result<Done> {
         parallel: args.parallel,
         settle: Duration::from_secs_f64(args.settle_s),
         plot: args.plot,
+        keep_logs: args.keep_logs,
     };
     let result = bench::run(&this_exe()?, names, &opts).await?;
     println!("{}", result.markdown);

@@ -30,6 +30,8 @@ pub struct BenchOptions {
     pub settle: Duration,
     /// Where to write the SVG of completion times.
     pub plot: Option<PathBuf>,
+    /// Keep the shoal nodes' logs even when every pull succeeded.
+    pub keep_logs: bool,
 }
 
 /// What a benchmark produced.
@@ -82,7 +84,7 @@ pub async fn run(exe: &Path, names: RunNames, opts: &BenchOptions) -> anyhow::Re
     let mut outcomes = Vec::new();
     let mut notes = Vec::new();
     // A failed shoal pull's logs are worth keeping; the rest is not.
-    let mut keep_scratch = false;
+    let mut keep_scratch = opts.keep_logs;
     let mut shoal_unsupported = None;
     for mode in &opts.modes {
         match mode {

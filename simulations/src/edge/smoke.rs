@@ -32,6 +32,7 @@ pub fn options(shoal_bin: PathBuf) -> BenchOptions {
         parallel: DEFAULT_PARALLEL,
         settle: Duration::from_secs(2),
         plot: None,
+        keep_logs: false,
     }
 }
 
