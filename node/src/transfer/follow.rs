@@ -54,8 +54,14 @@ const LEADER_FIRST_ANSWER: Duration = Duration::from_secs(5);
 /// Have-map asks in a row the leader may fail (a stream dropped while it
 /// is busy) before it counts as gone.
 const LEADER_MISSES: u32 = 5;
-/// The leader's prefix not growing for this long: it is given up on.
-const LEADER_STALL: Duration = Duration::from_secs(15);
+/// The leader's prefix not growing for this long, while it answers: it is
+/// given up on. Long, because a chunk completes only when its last byte is
+/// in, and a leader sharing a slow uplink among several layers (a 4 MiB
+/// chunk through a third of 20 Mbit/s takes five seconds, more when other
+/// leaders pull too) is slow, not stuck; taking over would pull through
+/// the same uplink. A leader that stops answering, or no longer has the
+/// fetch, is left after [`LEADER_MISSES`] polls.
+const LEADER_STALL: Duration = Duration::from_secs(60);
 /// How often the other followers are looked up in the DHT.
 const REFIND_EVERY: Duration = Duration::from_secs(2);
 /// Followers asked for have-maps and chunks at most.
