@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::config::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, NetworkOptions};
 use super::handle::{Command, NetworkError, NetworkInfo};
+use super::lan::LanPeers;
 use super::provider_store::ProviderStore;
 
 /// A provider lookup in flight.
@@ -30,6 +31,8 @@ pub(crate) struct EventLoop {
     finds: HashMap<QueryId, PendingFind>,
     /// Announcements whose caller waits for them to reach the closest peers.
     confirming: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
+    /// What mDNS found, shared with every handle.
+    lan: LanPeers,
     sweep_interval: Duration,
 }
 
@@ -57,6 +60,7 @@ impl EventLoop {
         keypair: libp2p::identity::Keypair,
         options: &NetworkOptions,
         commands: mpsc::Receiver<Command>,
+        lan: LanPeers,
     ) -> Result<EventLoop, NetworkError> {
         let transport_err = |e: &dyn std::fmt::Display| NetworkError::Transport(e.to_string());
         let peer_id = keypair.public().to_peer_id();
@@ -108,6 +112,7 @@ impl EventLoop {
             commands,
             finds: HashMap::new(),
             confirming: HashMap::new(),
+            lan,
             sweep_interval: options.sweep_interval,
         };
         for addr in &options.listen {
@@ -262,9 +267,13 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
+                self.lan.discovered(peers.iter().cloned());
                 for (peer, addr) in peers {
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(peers))) => {
+                self.lan.expired(peers);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,

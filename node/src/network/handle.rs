@@ -6,6 +6,8 @@ use libp2p::{Multiaddr, PeerId};
 use shoal_protocol::Digest;
 use tokio::sync::{mpsc, oneshot};
 
+use super::lan::LanPeers;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("the network actor has stopped")]
@@ -63,6 +65,7 @@ pub struct NetworkHandle {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
     control: libp2p_stream::Control,
+    lan: LanPeers,
 }
 
 impl std::fmt::Debug for NetworkHandle {
@@ -92,12 +95,19 @@ impl NetworkHandle {
         tx: mpsc::Sender<Command>,
         peer_id: PeerId,
         control: libp2p_stream::Control,
+        lan: LanPeers,
     ) -> NetworkHandle {
         NetworkHandle {
             tx,
             peer_id,
             control,
+            lan,
         }
+    }
+
+    /// Whether mDNS found `peer` on this node's LAN.
+    pub fn is_lan_peer(&self, peer: &PeerId) -> bool {
+        self.lan.contains(peer)
     }
 
     /// A control for opening and accepting transfer-protocol streams.

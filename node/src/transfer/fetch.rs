@@ -188,7 +188,9 @@ impl Fetcher {
             .unwrap_or_default();
         let found: Vec<PeerId> = found.into_iter().filter(|p| *p != me).collect();
         Metrics::add(&self.metrics.dht_providers_found_total, found.len() as u64);
-        let mut ranked = self.peers.rank(found.clone());
+        let mut ranked = self
+            .peers
+            .rank(found.clone(), |p| self.network.is_lan_peer(p));
         if ranked.is_empty() {
             // Everyone who has it is banned: asking again costs a liar's
             // chunk at most, refusing makes the blob unavailable.

@@ -9,7 +9,8 @@
 //! peer id); the others take it from the followers that have it, rarest
 //! first. So the leader's upload carries each chunk about once and the
 //! followers' uploads carry the copies. A chunk nobody took from the
-//! leader within [`FIRST_RECEIVER_WAIT`] is asked of it by anyone.
+//! leader within [`FIRST_RECEIVER_WAIT`] is asked of it by anyone; one a
+//! follower has is never asked of the leader.
 //!
 //! Trust: a follower's chunk must match the leader's prefix, so a follower
 //! cannot forge bytes (it is banned at the first wrong chunk). The leader
@@ -233,6 +234,7 @@ impl Fetcher {
             seen_at_leader: HashMap::new(),
             tie: std::hash::RandomState::new(),
         };
+        let followed = Instant::now();
         let mut ticks: u32 = 0;
         let mut leader_misses: u32 = 0;
         let mut events: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
@@ -252,7 +254,11 @@ impl Fetcher {
                 };
                 state.mark_proven();
                 return match partial.commit(&digest, Some(&map)).await {
-                    Ok(info) => Ok(FollowEnd::Done(info)),
+                    Ok(info) => {
+                        let secs = followed.elapsed().as_secs_f64();
+                        tracing::info!(%digest, %leader, size = info.size, secs = format!("{secs:.2}"), "followed the upstream fetch to the end");
+                        Ok(FollowEnd::Done(info))
+                    }
                     Err(StoreError::DigestMismatch { .. }) => Ok(FollowEnd::LeaderLied),
                     Err(e) => Err(e),
                 };
@@ -522,10 +528,14 @@ impl Fetcher {
                     .seen_at_leader
                     .get(&index)
                     .is_some_and(|t| t.elapsed() > FIRST_RECEIVER_WAIT);
+                // A chunk a follower has is never asked of the leader: when
+                // the uplink is as fast as a node's upload, the leader's
+                // upload has room for one copy of each chunk and no more,
+                // and every extra ask slows the first receivers down.
                 (at_leader
                     && swarm.free(&swarm.leader)
-                    && (copies == 0 && (swarm.first_receiver(index) || waited)
-                        || copies > 0 && waited))
+                    && copies == 0
+                    && (swarm.first_receiver(index) || waited))
                     .then_some(swarm.leader)
             });
             let Some(peer) = source else { continue };

@@ -42,6 +42,7 @@ impl Fetcher {
         source: &UpstreamSource,
     ) -> Result<BlobInfo, FetchError> {
         let digest = state.digest.clone();
+        let started = std::time::Instant::now();
         let upstream = |e: UpstreamError| FetchError::Upstream(e.to_string(), e.status().as_u16());
         // The plan: from the peers' phase if there was one, else from the
         // upstream's answer (whose body, from 0, is then used right away).
@@ -172,7 +173,11 @@ impl Fetcher {
         };
         let map = map.map(|m| (*m).clone()).or(built);
         match partial.commit(&digest, map.as_ref()).await {
-            Ok(info) => Ok(info),
+            Ok(info) => {
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(%digest, size = info.size, secs = format!("{secs:.2}"), "fetched from upstream");
+                Ok(info)
+            }
             Err(StoreError::DigestMismatch { expected, actual }) => Err(FetchError::Corrupt(
                 format!("the blob from {} is {actual}, not {expected}", source.host),
             )),

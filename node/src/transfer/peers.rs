@@ -76,19 +76,22 @@ impl PeerBook {
         self.with(|peers| peers.get(peer).map_or(0.0, |r| r.throughput))
     }
 
-    /// Drops banned peers and orders the rest quickest first; peers never
-    /// measured keep their order, after the measured ones.
-    pub fn rank(&self, candidates: Vec<PeerId>) -> Vec<PeerId> {
-        let mut scored: Vec<(PeerId, f64)> = candidates
+    /// Drops banned peers and orders the rest: peers on this node's LAN
+    /// first (`on_lan`: found by mDNS), a fast distant peer's throughput
+    /// being no reason to load a wide-area link; within each group the
+    /// quickest first. Peers never measured keep their order, after the
+    /// measured ones of their group.
+    pub fn rank(&self, candidates: Vec<PeerId>, on_lan: impl Fn(&PeerId) -> bool) -> Vec<PeerId> {
+        let mut scored: Vec<(PeerId, bool, f64)> = candidates
             .into_iter()
             .filter(|p| !self.is_banned(p))
             .map(|p| {
                 let t = self.throughput(&p);
-                (p, t)
+                (p, on_lan(&p), t)
             })
             .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored.into_iter().map(|(p, _)| p).collect()
+        scored.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)));
+        scored.into_iter().map(|(p, _, _)| p).collect()
     }
 }
 
@@ -126,8 +129,26 @@ mod tests {
         book.ban(liar, LIE_BAN);
         assert!(book.is_banned(&liar));
         assert_eq!(
-            book.rank(vec![new, slow, liar, fast]),
+            book.rank(vec![new, slow, liar, fast], |_| false),
             vec![fast, slow, new]
+        );
+    }
+
+    #[test]
+    fn lan_peers_come_before_quicker_distant_ones() {
+        let book = PeerBook::default();
+        let (far_fast, lan_slow, lan_new, far_new) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        book.delivered(far_fast, 1 << 20, Duration::from_millis(5));
+        book.delivered(lan_slow, 1 << 20, Duration::from_millis(200));
+        let on_lan = |p: &PeerId| *p == lan_slow || *p == lan_new;
+        assert_eq!(
+            book.rank(vec![far_new, lan_new, far_fast, lan_slow], on_lan),
+            vec![lan_slow, lan_new, far_fast, far_new]
         );
     }
 
