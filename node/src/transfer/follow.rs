@@ -9,8 +9,8 @@
 //! peer id); the others take it from the followers that have it, rarest
 //! first. So the leader's upload carries each chunk about once and the
 //! followers' uploads carry the copies. A chunk nobody took from the
-//! leader within [`FIRST_RECEIVER_WAIT`] is asked of it by anyone; one a
-//! follower has is never asked of the leader.
+//! leader within [`FIRST_RECEIVER_WAIT`] may be asked of it by one more
+//! follower per wait; one a follower has is never asked of the leader.
 //!
 //! Trust: a follower's chunk must match the leader's prefix, so a follower
 //! cannot forge bytes (it is banned at the first wrong chunk). The leader
@@ -125,13 +125,26 @@ impl Swarm {
             .map(|(p, _)| *p)
     }
 
-    /// Whether this node is the one to take `index` from the leader first.
-    fn first_receiver(&self, index: u32) -> bool {
+    /// Whether this node may take `index` from the leader, `waits` whole
+    /// [`FIRST_RECEIVER_WAIT`]s after the leader got it: its first
+    /// receiver (by the chunk's index among the followers sorted by peer
+    /// id) at once, the next follower in that order after one wait, the
+    /// next after two, and so on. A slow first receiver is backed up one
+    /// follower at a time, never by all of them at once: the leader's
+    /// upload, which may have room for one copy of each chunk only, is
+    /// not swamped.
+    fn may_take_from_leader(&self, index: u32, waits: u32) -> bool {
         let mut all: Vec<PeerId> = self.members.clone();
         all.push(self.me);
         all.sort();
         all.dedup();
-        all.get(index as usize % all.len()) == Some(&self.me)
+        let n = all.len();
+        let Some(mine) = all.iter().position(|p| *p == self.me) else {
+            return false;
+        };
+        // How many places after the first receiver this node comes.
+        let behind = (mine + n - index as usize % n) % n;
+        behind <= waits as usize
     }
 
     fn free(&self, peer: &PeerId) -> bool {
@@ -524,10 +537,10 @@ impl Fetcher {
             };
             let source = source.or_else(|| {
                 let at_leader = swarm.holders(index).any(|p| p == swarm.leader);
-                let waited = swarm
-                    .seen_at_leader
-                    .get(&index)
-                    .is_some_and(|t| t.elapsed() > FIRST_RECEIVER_WAIT);
+                let waits = swarm.seen_at_leader.get(&index).map_or(0, |t| {
+                    let waits = t.elapsed().as_millis() / FIRST_RECEIVER_WAIT.as_millis();
+                    u32::try_from(waits).unwrap_or(u32::MAX)
+                });
                 // A chunk a follower has is never asked of the leader: when
                 // the uplink is as fast as a node's upload, the leader's
                 // upload has room for one copy of each chunk and no more,
@@ -535,8 +548,8 @@ impl Fetcher {
                 (at_leader
                     && swarm.free(&swarm.leader)
                     && copies == 0
-                    && (swarm.first_receiver(index) || waited))
-                    .then_some(swarm.leader)
+                    && swarm.may_take_from_leader(index, waits))
+                .then_some(swarm.leader)
             });
             let Some(peer) = source else { continue };
             swarm.in_flight.insert(index);
@@ -593,6 +606,53 @@ impl Fetcher {
                     },
                 }
             }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swarm_of(me: PeerId, members: Vec<PeerId>) -> Swarm {
+        Swarm {
+            leader: PeerId::random(),
+            count: 64,
+            me,
+            members,
+            have: HashMap::new(),
+            idle: HashMap::new(),
+            busy: HashMap::new(),
+            polling: HashSet::new(),
+            in_flight: HashSet::new(),
+            seen_at_leader: HashMap::new(),
+            tie: std::hash::RandomState::new(),
+        }
+    }
+
+    #[test]
+    fn one_more_follower_may_ask_the_leader_per_wait() {
+        let mut peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        peers.sort();
+        let views: Vec<Swarm> = peers
+            .iter()
+            .map(|me| swarm_of(*me, peers.iter().filter(|p| *p != me).copied().collect()))
+            .collect();
+        for index in 0..10u32 {
+            for waits in 0..7u32 {
+                let allowed = views
+                    .iter()
+                    .filter(|s| s.may_take_from_leader(index, waits))
+                    .count();
+                assert_eq!(
+                    allowed,
+                    (waits as usize + 1).min(5),
+                    "chunk {index}, {waits} waits"
+                );
+            }
+            // At once: exactly the first receiver, by index among the sorted.
+            let first = &views[index as usize % 5];
+            assert!(first.may_take_from_leader(index, 0));
         }
     }
 }
