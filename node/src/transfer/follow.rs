@@ -104,7 +104,7 @@ struct Swarm {
     /// Chunks in the blob.
     count: usize,
     me: PeerId,
-    /// Other followers, sorted by peer id.
+    /// Other followers (not this node), sorted by peer id, no repeats.
     members: Vec<PeerId>,
     have: HashMap<PeerId, Vec<bool>>,
     idle: HashMap<PeerId, Vec<Session>>,
@@ -134,14 +134,10 @@ impl Swarm {
     /// upload, which may have room for one copy of each chunk only, is
     /// not swamped.
     fn may_take_from_leader(&self, index: u32, waits: u32) -> bool {
-        let mut all: Vec<PeerId> = self.members.clone();
-        all.push(self.me);
-        all.sort();
-        all.dedup();
-        let n = all.len();
-        let Some(mine) = all.iter().position(|p| *p == self.me) else {
-            return false;
-        };
+        // `members` is sorted and leaves this node out: its place among
+        // all followers is where it would go in.
+        let n = self.members.len() + 1;
+        let mine = self.members.partition_point(|p| *p < self.me);
         // How many places after the first receiver this node comes.
         let behind = (mine + n - index as usize % n) % n;
         behind <= waits as usize

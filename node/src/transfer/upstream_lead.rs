@@ -71,12 +71,13 @@ impl Fetcher {
         let mut gone: Vec<PeerId> = Vec::new();
         let result = loop {
             tokio::time::sleep(CLAIM_SETTLE).await;
+            let view = state.view();
             // After a handover from peers the chunks are checked against
             // their map: this node goes on from upstream itself.
-            let followable = state.view().is_none_or(|v| v.map.is_none());
+            let followable = view.as_ref().is_none_or(|v| v.map.is_none());
             // Holding chunks taken from a leader that went away, this node
             // is one of the fetching claimants the next leader comes from.
-            let me_fetching = state.view().is_some_and(|v| v.prefix.is_some());
+            let me_fetching = view.is_some_and(|v| v.prefix.is_some());
             match self.leader(&digest, &claim, me, me_fetching, &gone).await {
                 Some(leader) if leader != me && followable => {
                     tracing::info!(%digest, %leader, "another node is fetching this from upstream; following it");
