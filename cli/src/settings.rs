@@ -49,6 +49,10 @@ pub struct DaemonArgs {
     /// Serve only local and peer content: no pull-through from registries.
     #[arg(long, env = "SHOAL_NO_UPSTREAM")]
     pub no_upstream: bool,
+    /// How many of the nodes wanting a blob from upstream at once fetch a
+    /// range of it each (1: one fetches, the others follow it).
+    #[arg(long, env = "SHOAL_UPSTREAM_SPLIT", value_name = "N")]
+    pub upstream_split: Option<usize>,
     /// Most bytes per second sent to peers, for the whole node: e.g.
     /// 100Mbit, 12MiB, or bytes per second (0: unlimited).
     #[arg(long, env = "SHOAL_PEER_UPLOAD", value_name = "RATE")]
@@ -95,6 +99,9 @@ impl DaemonArgs {
         if self.no_upstream {
             config.upstream.enabled = false;
         }
+        if let Some(n) = self.upstream_split {
+            config.upstream.split = n;
+        }
         let limits = &mut config.limits;
         for (flag, field) in [
             (self.peer_upload, &mut limits.peer_upload),
@@ -131,6 +138,7 @@ mod tests {
             no_p2p: false,
             upstream: None,
             no_upstream: false,
+            upstream_split: None,
             peer_upload: None,
             peer_download: None,
             upstream_download: None,
@@ -179,6 +187,14 @@ mod tests {
         a.upstream = Some("http://127.0.0.1:5001".into());
         let c = a.node_config().expect("valid");
         assert_eq!(c.upstream.default_upstream, "127.0.0.1:5001");
+        assert_eq!(c.upstream.split, 1);
+        std::fs::write(&path, "[upstream]\nsplit = 4\n").expect("write");
+        let c = args(Some(path.clone()), None).node_config().expect("valid");
+        assert_eq!(c.upstream.split, 4);
+        let mut a = args(Some(path), None);
+        a.upstream_split = Some(0);
+        let err = a.node_config().expect_err("split 0");
+        assert!(format!("{err:#}").contains("upstream.split"), "{err:#}");
     }
 
     #[test]

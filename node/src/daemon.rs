@@ -123,7 +123,9 @@ pub async fn serve(
         )
         .with_download_limit(limits.peer_download.clone());
         if let Some(client) = &upstream {
-            fetcher = fetcher.with_upstream(client.clone());
+            fetcher = fetcher
+                .with_upstream(client.clone())
+                .with_upstream_split(config.upstream.split);
         }
         state = state.with_peers(fetcher, metrics.clone());
         Some(handle)

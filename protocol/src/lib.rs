@@ -38,6 +38,7 @@ pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod verify;
+pub mod share;
 pub mod wire;
 
 pub use cid::CidError;

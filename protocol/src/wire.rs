@@ -14,6 +14,7 @@ use multihash::Multihash;
 
 use crate::chain::{ChainPrefix, ChunkMap};
 use crate::chunk::MAX_CHUNK_SIZE;
+use crate::share::SplitShare;
 use crate::digest::Digest;
 
 /// Version in the protocol name; bumped on any incompatible change.
@@ -92,6 +93,16 @@ pub enum Message {
         digest: Digest,
         prefix: ChainPrefix,
     },
+    /// A peer's share of a blob that several nodes fetch from upstream in
+    /// disjoint ranges (a split fetch): what it holds, which ranges it
+    /// fetches, and the hash of each chunk of them it has fetched.
+    GetShare {
+        digest: Digest,
+    },
+    Share {
+        digest: Digest,
+        share: SplitShare,
+    },
 }
 
 /// Longest tag name in `GetTag`/`TagIs`: a host, a repository name (255)
@@ -122,6 +133,8 @@ const GET_TAG: u8 = 11;
 const TAG_IS: u8 = 12;
 const GET_PREFIX: u8 = 13;
 const PREFIX: u8 = 14;
+const GET_SHARE: u8 = 15;
+const SHARE: u8 = 16;
 
 /// Longest `Refused` reason kept (longer ones are cut on encode).
 const MAX_REASON: usize = 256;
@@ -221,6 +234,15 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             put_digest(&mut body, digest);
             put_bytes(&mut body, &prefix.encode());
             PREFIX
+        }
+        Message::GetShare { digest } => {
+            put_digest(&mut body, digest);
+            GET_SHARE
+        }
+        Message::Share { digest, share } => {
+            put_digest(&mut body, digest);
+            share.encode(&mut body);
+            SHARE
         }
     };
     let mut frame = Vec::with_capacity(5 + body.len());
@@ -366,6 +388,16 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
                 .map_err(|_| WireError::Malformed("bad chain prefix"))?;
             Message::Prefix { digest, prefix }
         }
+        GET_SHARE => Message::GetShare {
+            digest: r.digest()?,
+        },
+        SHARE => {
+            let digest = r.digest()?;
+            let (share, used) =
+                SplitShare::decode(r.0).map_err(|_| WireError::Malformed("bad split share"))?;
+            r.take(used)?;
+            Message::Share { digest, share }
+        }
         other => return Err(WireError::UnknownKind(other)),
     };
     r.end()?;
@@ -438,6 +470,19 @@ mod tests {
                 digest: Digest::sha256_of(b"partial"),
                 prefix,
             },
+            Message::GetShare {
+                digest: Digest::sha256_of(b"split"),
+            },
+            Message::Share {
+                digest: Digest::sha256_of(b"split"),
+                share: {
+                    let mut share = crate::share::SplitShare::new(plan);
+                    share.own(1..3);
+                    share.vouch(2, crate::share::chunk_hash(b"chunk"));
+                    share.have[2] = true;
+                    share
+                },
+            },
         ]
     }
 
@@ -484,7 +529,7 @@ mod tests {
         }
 
         #[test]
-        fn corrupted_frames_never_panic(idx in 0usize..10, at in any::<prop::sample::Index>(), flip in any::<u8>()) {
+        fn corrupted_frames_never_panic(idx in 0usize..16, at in any::<prop::sample::Index>(), flip in any::<u8>()) {
             let msg = samples().swap_remove(idx);
             let mut frame = encode_frame(&msg);
             let i = at.index(frame.len());

@@ -18,6 +18,7 @@ use futures_util::Stream;
 use shoal_protocol::Digest;
 use shoal_protocol::chain::{ChainPrefix, ChunkMap};
 use shoal_protocol::chunk::ChunkPlan;
+use shoal_protocol::share::{ChunkHash, SplitShare};
 use tokio::sync::watch;
 
 use crate::store::{BlobInfo, PartialBlob};
@@ -63,6 +64,10 @@ pub struct PartialView {
     /// (see `follow.rs`). A chunk it covers is pinned, so it may be offered
     /// to peers; the rest wait for the whole-blob check at commit.
     pub prefix: Option<ChainPrefix>,
+    /// In a split fetch (`split.rs`): the ranges this node fetches from
+    /// upstream and the hashes it vouches for them with. Its chunks wait
+    /// for the whole-blob check like a prefix's do, but may be offered.
+    pub split: Option<SplitShare>,
     /// One flag per chunk: written (and checked against `map` or `prefix`,
     /// if any).
     pub checked: Vec<bool>,
@@ -75,13 +80,15 @@ impl PartialView {
 
     /// Whether peers may be offered chunk `index` before the blob is whole.
     pub fn servable(&self, index: u32) -> bool {
-        let pinned = self.map.is_some() || self.prefix.as_ref().is_some_and(|p| p.covers(index));
+        let pinned = self.map.is_some()
+            || self.split.is_some()
+            || self.prefix.as_ref().is_some_and(|p| p.covers(index));
         pinned && self.checked.get(index as usize).copied().unwrap_or(false)
     }
 
     /// Whether peers can be offered anything of it yet.
     pub fn offerable(&self) -> bool {
-        self.map.is_some() || self.prefix.is_some()
+        self.map.is_some() || self.prefix.is_some() || self.split.is_some()
     }
 
     /// The chunks that are [`servable`](Self::servable), in wire form: one
@@ -142,6 +149,7 @@ impl DownloadState {
                 plan,
                 map,
                 prefix: None,
+                split: None,
                 checked: vec![false; plan.count() as usize],
             });
             replaced
@@ -174,6 +182,35 @@ impl DownloadState {
         self.view_mut(|v| {
             if let Some(view) = v.as_mut() {
                 view.prefix = Some(prefix);
+            }
+        });
+    }
+
+    /// The download is (now) part of a split fetch, with `share` as this
+    /// node's share of it.
+    pub fn set_split(&self, share: SplitShare) {
+        self.view_mut(|v| {
+            if let Some(view) = v.as_mut() {
+                view.split = Some(share);
+            }
+        });
+    }
+
+    /// This node fetches `range` from upstream too (a split fetch).
+    pub fn own(&self, range: std::ops::Range<u32>) {
+        self.view_mut(|v| {
+            if let Some(split) = v.as_mut().and_then(|view| view.split.as_mut()) {
+                split.own(range);
+            }
+        });
+    }
+
+    /// Chunk `index`, fetched from upstream in a split fetch, is vouched
+    /// for with `hash`.
+    pub fn vouch(&self, index: u32, hash: ChunkHash) {
+        self.view_mut(|v| {
+            if let Some(split) = v.as_mut().and_then(|view| view.split.as_mut()) {
+                split.vouch(index, hash);
             }
         });
     }

@@ -97,6 +97,9 @@ pub struct Fetcher {
     stop: CancellationToken,
     /// Shared by every download's streams (`[limits] peer_download`).
     download_limit: RateLimiter,
+    /// Nodes that fetch one blob from upstream together, each a range of
+    /// it (`[upstream] split`); 1: one fetches, the others follow it.
+    split: usize,
 }
 
 /// A provider that answered with a chunk map, and the stream it answered on.
@@ -141,7 +144,19 @@ impl Fetcher {
             stop,
             upstream: None,
             download_limit: RateLimiter::unlimited(),
+            split: 1,
         }
+    }
+
+    /// Splits a blob several nodes want from upstream at once among up to
+    /// `fetchers` of them (`split.rs`).
+    pub fn with_upstream_split(mut self, fetchers: usize) -> Fetcher {
+        self.split = fetchers.clamp(1, super::split::MAX_PARTNERS);
+        self
+    }
+
+    pub(super) fn upstream_split(&self) -> usize {
+        self.split
     }
 
     /// Receives chunks from peers no faster than `limit`, over all

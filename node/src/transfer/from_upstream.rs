@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use shoal_protocol::RepoName;
 use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
 use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
+use shoal_protocol::share::chunk_hash;
 
 use super::downloads::DownloadState;
 use super::fetch::{FetchError, Fetcher};
@@ -25,7 +26,7 @@ use crate::store::{BlobInfo, PartialBlob, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// Attempts per run of missing chunks before the fetch gives up.
-const RUN_ATTEMPTS: u32 = 3;
+pub(super) const RUN_ATTEMPTS: u32 = 3;
 
 /// Where a blob can be had upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +189,7 @@ impl Fetcher {
     /// Writes the chunks a response carries, from chunk `*next` on, until
     /// `end` or the stream ends; `*next` says how far it got.
     #[allow(clippy::too_many_arguments)]
-    async fn fill(
+    pub(super) async fn fill(
         &self,
         state: &DownloadState,
         partial: &PartialBlob,
@@ -237,6 +238,7 @@ impl Fetcher {
                     ));
                 }
                 Check::Map(_) => {}
+                Check::Vouch => state.vouch(*next, chunk_hash(&chunk)),
                 Check::Hash(builder) => {
                     let before = builder.fed();
                     if before == u64::from(*next) * u64::from(plan.chunk_size()) {
@@ -257,11 +259,13 @@ impl Fetcher {
 }
 
 /// How [`Fetcher::fill`] treats each chunk.
-enum Check<'a> {
+pub(super) enum Check<'a> {
     /// Against the map peers gave (if any).
     Map(Option<&'a ChunkMap>),
     /// Fed to the chain, in order.
     Hash(&'a mut ChunkMapBuilder),
+    /// Vouched for with its hash, in a split fetch (`split.rs`).
+    Vouch,
 }
 
 /// Feeds `builder` the chunks already held that come next in order.
@@ -285,22 +289,8 @@ async fn catch_up(
 
 /// Maximal runs of chunks not yet held.
 fn missing_runs(have: &[bool]) -> Vec<std::ops::Range<u32>> {
-    let mut runs = Vec::new();
-    let mut start = None;
-    for (i, h) in have.iter().enumerate() {
-        match (h, start) {
-            (false, None) => start = Some(i as u32),
-            (true, Some(s)) => {
-                runs.push(s..i as u32);
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        runs.push(s..have.len() as u32);
-    }
-    runs
+    let missing: Vec<bool> = have.iter().map(|h| !h).collect();
+    shoal_protocol::share::flag_runs(&missing)
 }
 
 #[cfg(test)]

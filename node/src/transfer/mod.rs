@@ -13,6 +13,7 @@ mod peers;
 mod schedule;
 mod server;
 mod session;
+mod split;
 mod tags;
 mod upstream_lead;
 mod worker;

@@ -19,6 +19,7 @@ use libp2p::{PeerId, StreamProtocol};
 use shoal_protocol::Digest;
 use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
 use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
+use shoal_protocol::share::SplitShare;
 use shoal_protocol::wire::{Message, PROTOCOL_NAME};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
@@ -306,6 +307,29 @@ impl TransferServer {
                     _ => Message::NotFound { digest },
                 },
             },
+            Message::GetShare { digest } => match self.store.blob_size(&digest) {
+                // Whole here: every chunk may be asked for; the hashes to
+                // check them with come from their fetchers.
+                Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
+                    Ok(plan) => {
+                        let mut share = SplitShare::new(plan);
+                        share.have.fill(true);
+                        Message::Share { digest, share }
+                    }
+                    Err(e) => refused(e),
+                },
+                _ => match self.partial(&digest) {
+                    Some(PartialView {
+                        split: Some(mut share),
+                        checked,
+                        ..
+                    }) => {
+                        share.have = checked;
+                        Message::Share { digest, share }
+                    }
+                    _ => Message::NotFound { digest },
+                },
+            },
             Message::GetTag { name } => match self.store.mirror_tag(&name) {
                 Ok(Some((digest, age))) => Message::TagIs {
                     name,
@@ -428,6 +452,7 @@ fn kind(m: &Message) -> &'static str {
         Message::GetHave { .. } => "GetHave",
         Message::Prefix { .. } => "Prefix",
         Message::TagIs { .. } => "TagIs",
+        Message::Share { .. } => "Share",
         _ => "request",
     }
 }

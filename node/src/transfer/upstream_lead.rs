@@ -23,6 +23,7 @@ use super::downloads::DownloadState;
 use super::fetch::{FIND_DEADLINE, FetchError, Fetcher};
 use super::follow::FollowEnd;
 use super::from_upstream::UpstreamSource;
+use super::split::{MAX_PARTNERS, SplitEnd};
 use crate::store::BlobInfo;
 use crate::upstream::UpstreamClient;
 
@@ -68,6 +69,12 @@ impl Fetcher {
         {
             return self.finish_from_upstream(state, client, source).await;
         }
+        if self.upstream_split() > 1 {
+            tokio::time::sleep(CLAIM_SETTLE).await;
+            let result = self.split_among_claimants(state, client, source, &claim).await;
+            let _ = self.network().unprovide(&claim).await;
+            return result;
+        }
         let mut gone: Vec<PeerId> = Vec::new();
         let result = loop {
             tokio::time::sleep(CLAIM_SETTLE).await;
@@ -103,6 +110,47 @@ impl Fetcher {
         };
         let _ = self.network().unprovide(&claim).await;
         result
+    }
+
+    /// Fetches the blob in ranges with the claimants seen now
+    /// (`split.rs`); if their chunks do not make the blob, once more from
+    /// upstream alone.
+    async fn split_among_claimants(
+        &self,
+        state: &Arc<DownloadState>,
+        client: &UpstreamClient,
+        source: &UpstreamSource,
+        claim: &Digest,
+    ) -> Result<BlobInfo, FetchError> {
+        let me = self.network().peer_id();
+        let claimants = self
+            .network()
+            .find_providers(claim, MAX_PARTNERS, FIND_DEADLINE)
+            .await
+            .unwrap_or_default();
+        let mut order: Vec<PeerId> = claimants
+            .into_iter()
+            .filter(|p| *p != me && !self.peer_book().is_banned(p))
+            .collect();
+        order.sort_by_key(|p| rank(claim, p));
+        order.dedup();
+        order.truncate(MAX_PARTNERS - 1);
+        order.push(me);
+        order.sort_by_key(|p| rank(claim, p));
+        if order.len() == 1 {
+            return self.finish_from_upstream(state, client, source).await;
+        }
+        match self
+            .split_fetch(state, client, source, order, self.upstream_split())
+            .await?
+        {
+            SplitEnd::Done(info) => Ok(info),
+            SplitEnd::Wrong(partners) => {
+                tracing::warn!(digest = %state.digest, ?partners, "chunks taken in the split were wrong; fetching afresh");
+                state.reset();
+                self.download_from_upstream(state, client, source).await
+            }
+        }
     }
 
     /// From upstream, going on from what the node holds. If chunks taken

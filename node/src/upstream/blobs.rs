@@ -74,6 +74,39 @@ impl UpstreamClient {
             .await
     }
 
+    /// A blob's size, from `HEAD /v2/<repo>/blobs/<digest>` (no byte of it
+    /// is sent).
+    pub async fn blob_size(
+        &self,
+        host: &str,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<u64, UpstreamError> {
+        let response = self
+            .send(ApiCall {
+                host,
+                repo,
+                method: Method::HEAD,
+                tail: format!("blobs/{digest}"),
+                headers: HeaderMap::new(),
+                whole_timeout: None,
+                wanted: Wanted::Blob,
+                what: digest.to_string(),
+            })
+            .await?;
+        // The header, not the body's length: a HEAD response has no body.
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .filter(|_| response.status() == StatusCode::OK)
+            .ok_or_else(|| UpstreamError::BadResponse {
+                host: host.to_owned(),
+                reason: format!("answered {} with no size to a blob HEAD", response.status()),
+            })
+    }
+
     async fn blob_part(
         &self,
         host: &str,

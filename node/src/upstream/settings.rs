@@ -63,6 +63,13 @@ pub struct UpstreamSettings {
     pub request_timeout: Duration,
     /// Retries after a connection failure, a 429 or a 5xx (at most 10).
     pub retries: u32,
+    /// How many of the nodes that want a blob from upstream at the same
+    /// time fetch it, each a range of it (1 to 32). 1: one fetches and the
+    /// rest follow it, which fills the uplink when a host downloads at
+    /// least as fast as the uplink carries. Set it to about
+    /// uplink / a host's download rate when hosts are slower, the same on
+    /// every node of a site.
+    pub split: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -77,6 +84,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             retries: 3,
+            split: 1,
         }
     }
 }
@@ -218,6 +226,12 @@ impl UpstreamSettings {
     }
 
     pub fn validate(&self) -> Result<(), UpstreamConfigError> {
+        if !(1..=32).contains(&self.split) {
+            return Err(UpstreamConfigError::Invalid {
+                field: "split",
+                requirement: "from 1 to 32",
+            });
+        }
         self.endpoints().map(|_| ())
     }
 

@@ -23,6 +23,8 @@ struct Origin {
     blobs: HashMap<String, Bytes>,
     bytes_per_sec: u64,
     sent: AtomicU64,
+    /// The byte ranges (inclusive) of every blob GET, in order.
+    asked: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 pub struct SlowOrigin {
@@ -47,6 +49,7 @@ impl SlowOrigin {
                 .collect(),
             bytes_per_sec,
             sent: AtomicU64::new(0),
+            asked: std::sync::Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -61,6 +64,15 @@ impl SlowOrigin {
             origin,
             task,
         }
+    }
+
+    /// The byte ranges (first, last) blob GETs asked for so far.
+    pub fn asked(&self) -> Vec<(u64, u64)> {
+        self.origin
+            .asked
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// Blob bytes sent so far, to everyone.
@@ -124,6 +136,9 @@ async fn handle(
     }
     if method == Method::HEAD || body_len == 0 {
         return response;
+    }
+    if let Ok(mut asked) = origin.asked.lock() {
+        asked.push((start, end));
     }
     let slice = blob.slice(start as usize..=end as usize);
     let pause = Duration::from_secs_f64(PIECE as f64 / origin.bytes_per_sec as f64);
