@@ -140,31 +140,40 @@ impl Split {
             && self.began.elapsed() < ORPHAN_GRACE
     }
 
-    /// The first live partner in order: who adopts orphaned ranges.
+    /// The first live partner in order still fetching (one that holds the
+    /// whole blob and owns nothing has finished): who adopts orphaned
+    /// ranges.
     fn adopter(&self) -> PeerId {
+        let fetching = |peer: &PeerId| {
+            *peer == self.me
+                || self.partners.get(peer).is_some_and(|p| {
+                    !p.gone && !(p.owned.is_empty() && !p.have.is_empty() && p.have.iter().all(|h| *h))
+                })
+        };
         self.order
             .iter()
             .copied()
-            .find(|p| self.live(p))
+            .find(fetching)
             .unwrap_or(self.me)
     }
 }
 
-/// The chunks (of `count`) that are nobody's to fetch any more and cannot
-/// be had from a partner: not held here, not fetched by this node
-/// (`mine`), fetched by no live partner (nor about to be by the one it was
-/// given to), and either vouched for by nobody known or held by no live
-/// partner.
-fn orphans(split: &Split, have: &[bool], mine: &SplitShare) -> Vec<u32> {
-    (0..have.len() as u32)
-        .filter(|&i| {
-            !have[i as usize]
-                && !mine.owns(i)
-                && !split.owned_elsewhere(i)
-                && !split.assigned_alive(i)
-                && (!split.vouched.contains_key(&i) || split.holders(i).next().is_none())
-        })
+/// The chunks (of `count`) that are nobody's to fetch any more: not this
+/// node's (`mine`), fetched by no live partner (their owner stopped, or
+/// finished and no longer says), and not about to be by the partner they
+/// were given to. Whoever adopts them owns them, holds them or not: it
+/// vouches for the copies it has (checked against the old owner's hash)
+/// and gets the rest, so a partner that never saw the old owner's hash
+/// can still check them.
+fn orphans(split: &Split, count: u32, mine: &SplitShare) -> Vec<u32> {
+    (0..count)
+        .filter(|&i| !mine.owns(i) && !split.owned_elsewhere(i) && !split.assigned_alive(i))
         .collect()
+}
+
+/// Whether chunk `index` can be had from a live partner, checked.
+fn obtainable(split: &Split, index: u32) -> bool {
+    split.vouched.contains_key(&index) && split.holders(index).next().is_some()
 }
 
 impl Fetcher {
@@ -235,6 +244,9 @@ impl Fetcher {
         let started = Instant::now();
         let mut last_chunk = Instant::now();
         let mut upstream: Option<BoxFuture<'_, Result<(), FetchError>>> = None;
+        // The chunk runs `upstream` is fetching.
+        let mut fetching: Vec<Range<u32>> = Vec::new();
+        let mut stalled = false;
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -254,30 +266,43 @@ impl Fetcher {
                 return Err(FetchError::Stopped);
             }
             // Nothing moved for long: this node fetches what is missing.
-            if last_chunk.elapsed() > STALL {
+            if last_chunk.elapsed() > STALL && !stalled {
                 tracing::info!(%digest, "the split stalled; fetching the rest from upstream");
                 state.own(0..plan.count());
-                last_chunk = Instant::now();
+                stalled = true;
             }
-            let orphaned = orphans(&split, &have, &mine);
+            let orphaned = orphans(&split, plan.count(), &mine);
             if !orphaned.is_empty() && split.adopter() == me {
                 tracing::info!(%digest, chunks = orphaned.len(), "adopting chunks nobody fetches any more");
                 for i in orphaned {
                     state.own(i..i + 1);
+                    if have[i as usize] {
+                        let Ok(r) = plan.range(i) else { continue };
+                        let bytes = partial.read_at(r.start, (r.end - r.start) as usize).await?;
+                        state.vouch(i, chunk_hash(&bytes));
+                    }
                 }
+                continue;
             }
             if upstream.is_none() {
+                // What this node owns and no partner can give it.
                 let missing: Vec<bool> = (0..plan.count())
-                    .map(|i| !have[i as usize] && mine.owns(i))
+                    .map(|i| {
+                        !have[i as usize]
+                            && mine.owns(i)
+                            && !split.in_flight.contains(&i)
+                            && (stalled || !obtainable(&split, i))
+                    })
                     .collect();
                 let runs = flag_runs(&missing);
                 if !runs.is_empty() {
+                    fetching = runs.clone();
                     upstream = Some(Box::pin(
                         self.fetch_runs(state, client, source, &partial, plan, runs),
                     ));
                 }
             }
-            self.request_split_chunks(&digest, &have, &mine, &mut split, &mut events);
+            self.request_split_chunks(&digest, &have, &fetching, &mut split, &mut events);
 
             tokio::select! {
                 _ = poll.tick() => self.poll_shares(&digest, plan, &mut split, &mut events),
@@ -294,6 +319,7 @@ impl Fetcher {
                     }
                 } => {
                     upstream = None;
+                    fetching.clear();
                     result?;
                     last_chunk = Instant::now();
                 }
@@ -515,6 +541,8 @@ impl Fetcher {
                 Metrics::add(&self.metrics.chunks_verified_total, 1);
                 partial.write_chunk(index, offset, bytes).await?;
                 split.taken_under.insert(index, owner);
+                // Adopted from a partner that went: vouched for here now.
+                state.vouch(index, hash);
                 state.mark_checked(index);
             }
         }
@@ -576,21 +604,21 @@ impl Fetcher {
         }
     }
 
-    /// Asks for the chunks this node lacks and does not fetch itself,
-    /// rarest first, each of a holder that is not its owner when one can
+    /// Asks for the chunks this node lacks and is not fetching from
+    /// upstream (`fetching`), rarest first, each of a holder that is not its owner when one can
     /// (the owner's upload is the one every copy starts from).
     fn request_split_chunks(
         &self,
         digest: &Digest,
         have: &[bool],
-        mine: &SplitShare,
+        fetching: &[Range<u32>],
         split: &mut Split,
         events: &mut FuturesUnordered<BoxFuture<'static, Event>>,
     ) {
         let mut wanted: Vec<(usize, u32)> = (0..have.len() as u32)
             .filter(|i| {
                 !have[*i as usize]
-                    && !mine.owns(*i)
+                    && !fetching.iter().any(|r| r.contains(i))
                     && !split.in_flight.contains(i)
                     && split.vouched.contains_key(i)
             })
