@@ -111,7 +111,11 @@ async fn split_nodes_fetch_disjoint_ranges_and_no_chunk_twice() {
         blob.len()
     );
     assert_eq!(overlap(&asked), 0, "a byte was fetched from upstream twice");
-    assert_eq!(origin.sent(), blob.len() as u64, "the origin sent more than the blob");
+    assert_eq!(
+        origin.sent(),
+        blob.len() as u64,
+        "the origin sent more than the blob"
+    );
     // Split, not led: every node fetched a share and took the rest.
     for (i, (up, peers)) in from_upstream.iter().zip(&from_peers).enumerate() {
         assert!(*up > 0, "node {i} fetched nothing from upstream");

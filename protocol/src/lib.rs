@@ -37,8 +37,8 @@ pub mod cid;
 pub mod digest;
 pub mod manifest;
 pub mod name;
-pub mod verify;
 pub mod share;
+pub mod verify;
 pub mod wire;
 
 pub use cid::CidError;

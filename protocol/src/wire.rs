@@ -14,8 +14,8 @@ use multihash::Multihash;
 
 use crate::chain::{ChainPrefix, ChunkMap};
 use crate::chunk::MAX_CHUNK_SIZE;
-use crate::share::SplitShare;
 use crate::digest::Digest;
+use crate::share::SplitShare;
 
 /// Version in the protocol name; bumped on any incompatible change.
 pub const PROTOCOL_NAME: &str = "/shoal/transfer/1";

@@ -107,12 +107,20 @@ struct Split {
     /// When the split began here.
     began: Instant,
     in_flight: HashSet<u32>,
+    /// A blob of one chunk: its digest checks that chunk, whoever sends it
+    /// and whether or not its fetcher's hash was heard.
+    whole: Option<Digest>,
     /// Who each chunk taken from a partner was vouched for by.
     taken_under: HashMap<u32, PeerId>,
     tie: std::hash::RandomState,
 }
 
 impl Split {
+    /// Whether a copy of chunk `index` from a partner can be checked.
+    fn checkable(&self, index: u32) -> bool {
+        self.whole.is_some() || self.vouched.contains_key(&index)
+    }
+
     fn live(&self, peer: &PeerId) -> bool {
         *peer == self.me || self.partners.get(peer).is_some_and(|p| !p.gone)
     }
@@ -125,9 +133,9 @@ impl Split {
     }
 
     fn holders(&self, index: u32) -> impl Iterator<Item = (&PeerId, &Partner)> + '_ {
-        self.partners.iter().filter(move |(_, p)| {
-            !p.gone && p.have.get(index as usize).copied().unwrap_or(false)
-        })
+        self.partners
+            .iter()
+            .filter(move |(_, p)| !p.gone && p.have.get(index as usize).copied().unwrap_or(false))
     }
 
     /// Whether the partner `index` was given to, as this node divided the
@@ -147,14 +155,11 @@ impl Split {
         let fetching = |peer: &PeerId| {
             *peer == self.me
                 || self.partners.get(peer).is_some_and(|p| {
-                    !p.gone && !(p.owned.is_empty() && !p.have.is_empty() && p.have.iter().all(|h| *h))
+                    !p.gone
+                        && !(p.owned.is_empty() && !p.have.is_empty() && p.have.iter().all(|h| *h))
                 })
         };
-        self.order
-            .iter()
-            .copied()
-            .find(fetching)
-            .unwrap_or(self.me)
+        self.order.iter().copied().find(fetching).unwrap_or(self.me)
     }
 }
 
@@ -173,7 +178,7 @@ fn orphans(split: &Split, count: u32, mine: &SplitShare) -> Vec<u32> {
 
 /// Whether chunk `index` can be had from a live partner, checked.
 fn obtainable(split: &Split, index: u32) -> bool {
-    split.vouched.contains_key(&index) && split.holders(index).next().is_some()
+    split.checkable(index) && split.holders(index).next().is_some()
 }
 
 impl Fetcher {
@@ -209,6 +214,7 @@ impl Fetcher {
             vouched: HashMap::new(),
             in_flight: HashSet::new(),
             taken_under: HashMap::new(),
+            whole: (plan.count() == 1).then(|| digest.clone()),
             tie: std::hash::RandomState::new(),
         };
         let mut events: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
@@ -230,7 +236,11 @@ impl Fetcher {
         if let Ok(Err(e)) = first_round {
             return Err(e.into());
         }
-        let mine = split.assigned.iter().find(|(_, p)| *p == me).map(|(r, _)| r.clone());
+        let mine = split
+            .assigned
+            .iter()
+            .find(|(_, p)| *p == me)
+            .map(|(r, _)| r.clone());
         if let Some(range) = mine {
             let free: Vec<u32> = range.filter(|i| !split.owned_elsewhere(*i)).collect();
             self.own_free(state, &partial, free).await?;
@@ -373,7 +383,10 @@ impl Fetcher {
         free: Vec<u32>,
     ) -> Result<(), StoreError> {
         let plan_view = state.view();
-        let held = plan_view.as_ref().map(|v| v.checked.clone()).unwrap_or_default();
+        let held = plan_view
+            .as_ref()
+            .map(|v| v.checked.clone())
+            .unwrap_or_default();
         let Some(plan) = plan_view.map(|v| v.plan) else {
             return Ok(());
         };
@@ -399,7 +412,8 @@ impl Fetcher {
         runs: Vec<Range<u32>>,
     ) -> Result<(), FetchError> {
         let upstream = |e: UpstreamError| FetchError::Upstream(e.to_string(), e.status().as_u16());
-        let bad_plan = |e: shoal_protocol::chunk::ChunkError| FetchError::Upstream(e.to_string(), 502);
+        let bad_plan =
+            |e: shoal_protocol::chunk::ChunkError| FetchError::Upstream(e.to_string(), 502);
         for run in runs {
             let mut next = run.start;
             let mut attempts = 0;
@@ -522,10 +536,15 @@ impl Fetcher {
                     }
                     return Ok(());
                 };
-                let Some((owner, hash)) = split.vouched.get(&index).copied() else {
-                    return Ok(());
+                let hash = chunk_hash(&bytes);
+                let (owner, good) = match (split.vouched.get(&index), &split.whole) {
+                    (Some((owner, vouched)), _) => (*owner, *vouched == hash),
+                    (None, Some(digest)) => {
+                        (peer, Digest::compute(digest.algorithm(), &bytes) == *digest)
+                    }
+                    (None, None) => return Ok(()),
                 };
-                if chunk_hash(&bytes) != hash {
+                if !good {
                     tracing::warn!(digest = %state.digest, %peer, index, "a chunk did not match its fetcher's hash");
                     Metrics::add(&self.metrics.chunks_rejected_total, 1);
                     Metrics::add(&self.metrics.peers_banned_total, 1);
@@ -620,7 +639,7 @@ impl Fetcher {
                 !have[*i as usize]
                     && !fetching.iter().any(|r| r.contains(i))
                     && !split.in_flight.contains(i)
-                    && split.vouched.contains_key(i)
+                    && split.checkable(*i)
             })
             .map(|i| (split.holders(i).count(), i))
             .filter(|(copies, _)| *copies > 0)
@@ -702,5 +721,92 @@ impl Fetcher {
                 }
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four partners in order, this node second; ranges of a 8-chunk blob
+    /// given out as the split does, each partner saying it owns its own.
+    fn split() -> (Split, Vec<PeerId>) {
+        let order: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let me = order[1];
+        let ranges = split_ranges(8, 4);
+        let partners = order
+            .iter()
+            .zip(&ranges)
+            .filter(|(p, _)| **p != me)
+            .map(|(p, r)| {
+                let partner = Partner {
+                    have: vec![false; 8],
+                    owned: vec![r.clone()],
+                    ..Partner::default()
+                };
+                (*p, partner)
+            })
+            .collect();
+        let split = Split {
+            me,
+            assigned: ranges.into_iter().zip(order.iter().copied()).collect(),
+            began: Instant::now(),
+            order: order.clone(),
+            partners,
+            vouched: HashMap::new(),
+            in_flight: HashSet::new(),
+            whole: None,
+            taken_under: HashMap::new(),
+            tie: std::hash::RandomState::new(),
+        };
+        (split, order)
+    }
+
+    fn mine() -> SplitShare {
+        let mut share = SplitShare::new(ChunkPlan::new(8 * 16384, 16384).expect("plan"));
+        share.own(2..4);
+        share
+    }
+
+    #[test]
+    fn nothing_is_orphaned_while_every_owner_answers() {
+        let (split, order) = split();
+        assert!(orphans(&split, 8, &mine()).is_empty());
+        assert_eq!(split.adopter(), order[0]);
+    }
+
+    #[test]
+    fn a_gone_owners_range_goes_to_the_first_partner_still_fetching() {
+        let (mut split, order) = split();
+        if let Some(p) = split.partners.get_mut(&order[3]) {
+            p.gone = true;
+        }
+        assert_eq!(orphans(&split, 8, &mine()), vec![6, 7]);
+        assert_eq!(split.adopter(), order[0]);
+        // The first has finished: it holds everything and owns nothing.
+        if let Some(p) = split.partners.get_mut(&order[0]) {
+            p.have = vec![true; 8];
+            p.owned.clear();
+        }
+        assert_eq!(split.adopter(), order[1], "this node adopts");
+        // Its range is orphaned too once it no longer says it owns it, but
+        // only after the grace a partner gets to say so.
+        assert_eq!(orphans(&split, 8, &mine()), vec![6, 7]);
+        split.began = Instant::now() - ORPHAN_GRACE;
+        assert_eq!(orphans(&split, 8, &mine()), vec![0, 1, 6, 7]);
+    }
+
+    #[test]
+    fn a_chunk_is_taken_only_when_it_can_be_checked() {
+        let (mut split, order) = split();
+        if let Some(p) = split.partners.get_mut(&order[2]) {
+            p.have[4] = true;
+        }
+        assert!(!obtainable(&split, 4), "held, but no hash heard");
+        split.vouched.insert(4, (order[2], [0; 32]));
+        assert!(obtainable(&split, 4));
+        split.whole = Some(Digest::sha256_of(b"one chunk"));
+        split.vouched.clear();
+        assert!(obtainable(&split, 4), "a one-chunk blob checks itself");
     }
 }

@@ -71,7 +71,9 @@ impl Fetcher {
         }
         if self.upstream_split() > 1 {
             tokio::time::sleep(CLAIM_SETTLE).await;
-            let result = self.split_among_claimants(state, client, source, &claim).await;
+            let result = self
+                .split_among_claimants(state, client, source, &claim)
+                .await;
             let _ = self.network().unprovide(&claim).await;
             return result;
         }
