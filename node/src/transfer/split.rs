@@ -71,6 +71,9 @@ pub(super) enum SplitEnd {
 /// What is known of one partner.
 #[derive(Default)]
 struct Partner {
+    /// It answered with a share: it is in the split (not still queued or
+    /// looking for providers before it gets there).
+    joined: bool,
     have: Vec<bool>,
     owned: Vec<Range<u32>>,
     misses: u32,
@@ -84,6 +87,8 @@ enum Event {
     Share {
         peer: PeerId,
         share: Option<SplitShare>,
+        /// The share was its own, not an empty one for a `NotFound`.
+        joined: bool,
         session: Option<Session>,
     },
     Chunk {
@@ -139,13 +144,19 @@ impl Split {
     }
 
     /// Whether the partner `index` was given to, as this node divided the
-    /// blob, may still be about to fetch it.
+    /// blob, may still be about to fetch it: it is alive and has not joined
+    /// the split yet (a node pulling several layers may start this one
+    /// late), or joined less than [`ORPHAN_GRACE`] ago.
     fn assigned_alive(&self, index: u32) -> bool {
-        self.assigned
-            .iter()
-            .find(|(r, _)| r.contains(&index))
-            .is_some_and(|(_, p)| *p != self.me && self.live(p))
-            && self.began.elapsed() < ORPHAN_GRACE
+        let Some((_, peer)) = self.assigned.iter().find(|(r, _)| r.contains(&index)) else {
+            return false;
+        };
+        *peer != self.me
+            && self.live(peer)
+            && self
+                .partners
+                .get(peer)
+                .is_some_and(|p| !p.joined || self.began.elapsed() < ORPHAN_GRACE)
     }
 
     /// The first live partner in order still fetching (one that holds the
@@ -483,6 +494,7 @@ impl Fetcher {
             Event::Share {
                 peer,
                 share,
+                joined,
                 session,
             } => {
                 let Some(p) = split.partners.get_mut(&peer) else {
@@ -495,6 +507,7 @@ impl Fetcher {
                 match share {
                     Some(share) if share.plan == plan => {
                         p.misses = 0;
+                        p.joined |= joined;
                         p.have = share.have;
                         p.owned = share.owned;
                         for (i, hash) in share.vouched {
@@ -593,6 +606,7 @@ impl Fetcher {
                     return Event::Share {
                         peer,
                         share: None,
+                        joined: false,
                         session: None,
                     };
                 };
@@ -605,17 +619,20 @@ impl Fetcher {
                     Ok(Message::Share { digest: d, share }) if d == digest => Event::Share {
                         peer,
                         share: Some(share),
+                        joined: true,
                         session: Some(session),
                     },
                     // Not (yet) in the split: it holds nothing to take.
                     Ok(Message::NotFound { .. }) => Event::Share {
                         peer,
                         share: Some(SplitShare::new(plan)),
+                        joined: false,
                         session: Some(session),
                     },
                     _ => Event::Share {
                         peer,
                         share: None,
+                        joined: false,
                         session: None,
                     },
                 }
@@ -740,6 +757,7 @@ mod tests {
             .filter(|(p, _)| **p != me)
             .map(|(p, r)| {
                 let partner = Partner {
+                    joined: true,
                     have: vec![false; 8],
                     owned: vec![r.clone()],
                     ..Partner::default()
