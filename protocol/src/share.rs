@@ -299,9 +299,9 @@ mod tests {
         let mut s = SplitShare::new(plan(4));
         s.owned = vec![2..3, 1..2];
         assert_eq!(s.validate(), Err(ShareError::BadRanges));
-        s.owned = vec![3..5];
+        s.owned = std::iter::once(3..5).collect();
         assert_eq!(s.validate(), Err(ShareError::BadRanges));
-        s.owned = vec![0..2];
+        s.owned = std::iter::once(0..2).collect();
         s.vouched = vec![(2, [0; 32])];
         assert_eq!(s.validate(), Err(ShareError::BadVouch));
         s.vouched = vec![(1, [0; 32]), (1, [0; 32])];

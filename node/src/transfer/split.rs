@@ -163,12 +163,14 @@ impl Split {
     /// whole blob and owns nothing has finished): who adopts orphaned
     /// ranges.
     fn adopter(&self) -> PeerId {
+        let finished =
+            |p: &Partner| p.owned.is_empty() && !p.have.is_empty() && p.have.iter().all(|h| *h);
         let fetching = |peer: &PeerId| {
             *peer == self.me
-                || self.partners.get(peer).is_some_and(|p| {
-                    !p.gone
-                        && !(p.owned.is_empty() && !p.have.is_empty() && p.have.iter().all(|h| *h))
-                })
+                || self
+                    .partners
+                    .get(peer)
+                    .is_some_and(|p| !p.gone && !finished(p))
         };
         self.order.iter().copied().find(fetching).unwrap_or(self.me)
     }
