@@ -45,8 +45,11 @@ use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// How often every partner's share is asked for.
 const POLL: Duration = Duration::from_millis(100);
-/// Share asks in a row a partner may fail before it counts as gone.
+/// Share asks in a row a partner may fail, and how long it may go without
+/// answering one, before it counts as gone (a busy peer drops streams now
+/// and then; one that has stopped fails every ask).
 const MISSES: u32 = 5;
+const GONE_AFTER: Duration = Duration::from_secs(2);
 /// Chunk requests in flight at once, and to one partner.
 const IN_FLIGHT: usize = 6;
 const PER_PEER: usize = 2;
@@ -77,6 +80,7 @@ struct Partner {
     have: Vec<bool>,
     owned: Vec<Range<u32>>,
     misses: u32,
+    last_answer: Option<Instant>,
     gone: bool,
     polling: bool,
     busy: usize,
@@ -176,16 +180,22 @@ impl Split {
     }
 }
 
-/// The chunks (of `count`) that are nobody's to fetch any more: not this
-/// node's (`mine`), fetched by no live partner (their owner stopped, or
-/// finished and no longer says), and not about to be by the partner they
-/// were given to. Whoever adopts them owns them, holds them or not: it
-/// vouches for the copies it has (checked against the old owner's hash)
-/// and gets the rest, so a partner that never saw the old owner's hash
-/// can still check them.
-fn orphans(split: &Split, count: u32, mine: &SplitShare) -> Vec<u32> {
-    (0..count)
-        .filter(|&i| !mine.owns(i) && !split.owned_elsewhere(i) && !split.assigned_alive(i))
+/// The chunks that are nobody's to fetch any more: not this node's
+/// (`mine`), fetched by no live partner (their owner stopped, or finished
+/// and no longer says), and not about to be by the partner they were given
+/// to — of those, the ones this node holds (`have`) and the ones it cannot
+/// get checked from a live partner. Whoever adopts them owns them: it
+/// vouches for the copies it holds (checked against the old owner's hash,
+/// so a partner that never saw that hash can still check them) and
+/// fetches the rest. A chunk a live partner can give is simply taken.
+fn orphans(split: &Split, have: &[bool], mine: &SplitShare) -> Vec<u32> {
+    (0..have.len() as u32)
+        .filter(|&i| {
+            !mine.owns(i)
+                && !split.owned_elsewhere(i)
+                && !split.assigned_alive(i)
+                && (have[i as usize] || !obtainable(split, i))
+        })
         .collect()
 }
 
@@ -294,7 +304,7 @@ impl Fetcher {
                 state.own(0..plan.count());
                 stalled = true;
             }
-            let orphaned = orphans(&split, plan.count(), &mine);
+            let orphaned = orphans(&split, &have, &mine);
             if !orphaned.is_empty() && split.adopter() == me {
                 tracing::info!(%digest, chunks = orphaned.len(), "adopting chunks nobody fetches any more");
                 for i in orphaned {
@@ -509,6 +519,7 @@ impl Fetcher {
                 match share {
                     Some(share) if share.plan == plan => {
                         p.misses = 0;
+                        p.last_answer = Some(Instant::now());
                         p.joined |= joined;
                         p.have = share.have;
                         p.owned = share.owned;
@@ -524,7 +535,8 @@ impl Fetcher {
                     }
                     None => {
                         p.misses += 1;
-                        if p.misses >= MISSES && !p.gone {
+                        let silent = p.last_answer.is_none_or(|t| t.elapsed() > GONE_AFTER);
+                        if p.misses >= MISSES && silent && !p.gone {
                             tracing::info!(digest = %state.digest, %peer, "a partner stopped answering");
                             p.gone = true;
                         }
@@ -791,7 +803,7 @@ mod tests {
     #[test]
     fn nothing_is_orphaned_while_every_owner_answers() {
         let (split, order) = split();
-        assert!(orphans(&split, 8, &mine()).is_empty());
+        assert!(orphans(&split, &[false; 8], &mine()).is_empty());
         assert_eq!(split.adopter(), order[0]);
     }
 
@@ -801,7 +813,7 @@ mod tests {
         if let Some(p) = split.partners.get_mut(&order[3]) {
             p.gone = true;
         }
-        assert_eq!(orphans(&split, 8, &mine()), vec![6, 7]);
+        assert_eq!(orphans(&split, &[false; 8], &mine()), vec![6, 7]);
         assert_eq!(split.adopter(), order[0]);
         // The first has finished: it holds everything and owns nothing.
         if let Some(p) = split.partners.get_mut(&order[0]) {
@@ -811,9 +823,27 @@ mod tests {
         assert_eq!(split.adopter(), order[1], "this node adopts");
         // Its range is orphaned too once it no longer says it owns it, but
         // only after the grace a partner gets to say so.
-        assert_eq!(orphans(&split, 8, &mine()), vec![6, 7]);
+        assert_eq!(orphans(&split, &[false; 8], &mine()), vec![6, 7]);
         split.began = Instant::now() - ORPHAN_GRACE;
-        assert_eq!(orphans(&split, 8, &mine()), vec![0, 1, 6, 7]);
+        assert_eq!(orphans(&split, &[false; 8], &mine()), vec![0, 1, 6, 7]);
+    }
+
+    #[test]
+    fn a_finished_owners_chunks_are_taken_from_it_not_fetched_again() {
+        let (mut split, order) = split();
+        split.began = Instant::now() - ORPHAN_GRACE;
+        // The owner of 6..8 finished: it holds everything, owns nothing.
+        if let Some(p) = split.partners.get_mut(&order[3]) {
+            p.have = vec![true; 8];
+            p.owned.clear();
+        }
+        split.vouched.insert(6, (order[3], [6; 32]));
+        split.vouched.insert(7, (order[3], [7; 32]));
+        let mut have = [false; 8];
+        assert!(orphans(&split, &have, &mine()).is_empty());
+        // Held here: adopted, so this node vouches for its copy.
+        have[6] = true;
+        assert_eq!(orphans(&split, &have, &mine()), vec![6]);
     }
 
     #[test]
