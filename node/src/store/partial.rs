@@ -115,6 +115,27 @@ impl PartialBlob {
         digest: &Digest,
         map: Option<&ChunkMap>,
     ) -> Result<BlobInfo, StoreError> {
+        self.commit_checked(digest, map, true).await
+    }
+
+    /// Commits a blob whose every byte was hashed on its way into the file
+    /// (each chunk checked against a chain that ends in `digest`, or the
+    /// whole stream hashed in order to it): reading and hashing the file
+    /// again would only repeat that. Everything else is as [`commit`](Self::commit).
+    pub async fn commit_proven(
+        self,
+        digest: &Digest,
+        map: Option<&ChunkMap>,
+    ) -> Result<BlobInfo, StoreError> {
+        self.commit_checked(digest, map, false).await
+    }
+
+    async fn commit_checked(
+        self,
+        digest: &Digest,
+        map: Option<&ChunkMap>,
+        hash_again: bool,
+    ) -> Result<BlobInfo, StoreError> {
         let digest = digest.clone();
         let map = map.map(ChunkMap::encode);
         let inner = self.inner.clone();
@@ -123,7 +144,11 @@ impl PartialBlob {
                 .data
                 .sync_all()
                 .map_err(io_err("fsync partial blob", &inner.data_path))?;
-            let actual = hash_file(&inner.data_path, digest.algorithm())?;
+            let actual = if hash_again {
+                hash_file(&inner.data_path, digest.algorithm())?
+            } else {
+                digest.clone()
+            };
             if actual != digest {
                 inner.remove();
                 return Err(StoreError::DigestMismatch {

@@ -275,13 +275,19 @@ impl Fetcher {
                     let started = Instant::now();
                     let upstream = self.upstream.clone().zip(source);
                     let work = async {
+                        let early = upstream.is_some().then(|| self.claim_early(&digest));
                         let from_peers = self.download(&state, upstream.is_some()).await;
-                        match (&from_peers, &upstream) {
+                        match (&from_peers, &upstream, early) {
                             (
                                 Err(FetchError::NotFound(_) | FetchError::ProvidersFailed(_)),
                                 Some((client, source)),
-                            ) => self.upstream_once(&state, client, source).await,
-                            _ => from_peers,
+                                Some(early),
+                            ) => self.upstream_once(&state, client, source, early).await,
+                            (_, _, Some(early)) => {
+                                self.withdraw_claim(&digest, early).await;
+                                from_peers
+                            }
+                            (_, _, None) => from_peers,
                         }
                     };
                     let result = tokio::select! {
@@ -507,7 +513,7 @@ impl Fetcher {
             }
             if verifier.complete() {
                 state.mark_proven();
-                return Ok(partial.commit(&digest, Some(&map)).await?);
+                return Ok(partial.commit_proven(&digest, Some(&map)).await?);
             }
             // Last chunk first: it anchors the map in the digest.
             let mut urgent: Vec<u32> = plan.count().checked_sub(1).into_iter().collect();
@@ -573,7 +579,9 @@ impl Fetcher {
                     self.peers.ban(*liar, LIE_BAN);
                 }
                 drop(s);
-                return Ok(partial.commit(&digest, Some(&map)).await?);
+                // Every chunk in the file was checked under this map (those
+                // an earlier round left were read back and checked).
+                return Ok(partial.commit_proven(&digest, Some(&map)).await?);
             }
             let disproved = s.map_forged || !s.failures.is_empty();
             drop(s);

@@ -262,7 +262,7 @@ impl Fetcher {
                     return Ok(FollowEnd::LeaderLied);
                 };
                 state.mark_proven();
-                return match partial.commit(&digest, Some(&map)).await {
+                return match partial.commit_proven(&digest, Some(&map)).await {
                     Ok(info) => {
                         let secs = followed.elapsed().as_secs_f64();
                         tracing::info!(%digest, %leader, size = info.size, secs = format!("{secs:.2}"), "followed the upstream fetch to the end");

@@ -172,8 +172,15 @@ impl Fetcher {
             }
             None => None,
         };
+        // Hashed in order to the digest on the way in: proven.
+        let proven = built.is_some();
         let map = map.map(|m| (*m).clone()).or(built);
-        match partial.commit(&digest, map.as_ref()).await {
+        let committed = if proven {
+            partial.commit_proven(&digest, map.as_ref()).await
+        } else {
+            partial.commit(&digest, map.as_ref()).await
+        };
+        match committed {
             Ok(info) => {
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!(%digest, size = info.size, secs = format!("{secs:.2}"), "fetched from upstream");
