@@ -40,10 +40,13 @@ use crate::metrics::Metrics;
 use crate::store::{BlobInfo, PartialBlob, StoreError};
 
 /// How often the leader's have-map (and, when it shows new chunks, its
-/// prefix) is asked for; the followers' have-maps every
-/// [`MEMBER_POLL_EVERY`] of these.
+/// prefix) is asked for; at most [`MEMBERS_PER_POLL`] other followers'
+/// have-maps are asked for with it, in turn. So a follower asks a bounded
+/// number of peers per second however many follow (16 hosts pulling six
+/// layers asked each other some 8,000 times a second with every follower
+/// polled every other tick, most of two cores' time).
 const POLL: Duration = Duration::from_millis(100);
-const MEMBER_POLL_EVERY: u32 = 2;
+const MEMBERS_PER_POLL: usize = 3;
 /// Chunk requests in flight at once, and to one peer.
 const IN_FLIGHT: usize = 6;
 const PER_PEER: usize = 2;
@@ -244,7 +247,7 @@ impl Fetcher {
             tie: std::hash::RandomState::new(),
         };
         let followed = Instant::now();
-        let mut ticks: u32 = 0;
+        let mut next_member: usize = 0;
         let mut leader_misses: u32 = 0;
         let mut events: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
         let mut last_growth = Instant::now();
@@ -291,9 +294,7 @@ impl Fetcher {
 
             tokio::select! {
                 _ = poll.tick() => {
-                    ticks = ticks.wrapping_add(1);
-                    let members = ticks.is_multiple_of(MEMBER_POLL_EVERY);
-                    self.poll_haves(&digest, prefix.known(), members, &mut swarm, &mut events);
+                    self.poll_haves(&digest, prefix.known(), &mut next_member, &mut swarm, &mut events);
                 }
                 Some(event) = events.next() => match event {
                     Event::Members(found) => {
@@ -416,19 +417,23 @@ impl Fetcher {
     }
 
     /// Asks the leader for its have-map (and its prefix, when the map shows
-    /// chunks past the `known` states), and, if `members`, every follower
-    /// for its have-map; a peer still answering the last ask is skipped.
+    /// chunks past the `known` states), and the next [`MEMBERS_PER_POLL`]
+    /// followers from `*next_member` on for theirs; a peer still answering
+    /// the last ask is skipped.
     fn poll_haves(
         &self,
         digest: &Digest,
         known: u32,
-        members: bool,
+        next_member: &mut usize,
         swarm: &mut Swarm,
         events: &mut FuturesUnordered<BoxFuture<'static, Event>>,
     ) {
-        let followers = if members { swarm.members.len() } else { 0 };
+        let n = swarm.members.len();
+        let take = n.min(MEMBERS_PER_POLL);
+        let start = if n == 0 { 0 } else { *next_member % n };
+        *next_member = start + take;
         let peers: Vec<PeerId> = std::iter::once(swarm.leader)
-            .chain(swarm.members.iter().copied().take(followers))
+            .chain(swarm.members.iter().cycle().skip(start).take(take).copied())
             .collect();
         let count = swarm.count;
         for peer in peers {
