@@ -369,10 +369,17 @@ fn gone_finished() -> Finished {
     }
 }
 
+/// Split shares of downloads that committed, kept this many at most.
+const RECENT_SHARES: usize = 64;
+
 /// Every download under way, by digest.
 #[derive(Debug, Clone, Default)]
 pub struct Downloads {
     map: Arc<Mutex<HashMap<Digest, Arc<DownloadState>>>>,
+    /// This node's share of the last split fetches that committed: its
+    /// partners still ask for the hashes it vouched for (one that missed
+    /// them would otherwise fetch those chunks from upstream again).
+    recent_shares: Arc<Mutex<std::collections::VecDeque<(Digest, SplitShare)>>>,
 }
 
 impl Downloads {
@@ -407,10 +414,31 @@ impl Downloads {
         Download { state }
     }
 
-    /// Publishes how the download ended and forgets it.
+    /// Publishes how the download ended and forgets it (but for its split
+    /// share, if it committed).
     pub fn end(&self, state: &DownloadState, finished: Finished) {
+        if matches!(finished, Finished::Committed(_))
+            && let Some(share) = state.view().and_then(|v| v.split)
+        {
+            let mut recent = self.recent_shares.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|(d, _)| *d != state.digest);
+            if recent.len() >= RECENT_SHARES {
+                recent.pop_front();
+            }
+            recent.push_back((state.digest.clone(), share));
+        }
         self.with(|m| m.remove(&state.digest));
         state.finish(finished);
+    }
+
+    /// This node's share of a split fetch of `digest` that committed
+    /// lately, if any.
+    pub fn recent_share(&self, digest: &Digest) -> Option<SplitShare> {
+        let recent = self.recent_shares.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, share)| share.clone())
     }
 
     /// Every download under way and its progress.

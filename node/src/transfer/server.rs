@@ -308,11 +308,16 @@ impl TransferServer {
                 },
             },
             Message::GetShare { digest } => match self.store.blob_size(&digest) {
-                // Whole here: every chunk may be asked for; the hashes to
-                // check them with come from their fetchers.
+                // Whole here: every chunk may be asked for.
                 Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
                     Ok(plan) => {
-                        let mut share = SplitShare::new(plan);
+                        // Fetched in a split lately: still vouching for
+                        // its range, for partners that missed a hash.
+                        let mut share = self
+                            .downloads
+                            .recent_share(&digest)
+                            .filter(|s| s.plan == plan)
+                            .unwrap_or_else(|| SplitShare::new(plan));
                         share.have.fill(true);
                         Message::Share { digest, share }
                     }

@@ -164,11 +164,10 @@ impl Split {
     }
 
     /// The first live partner in order still fetching (one that holds the
-    /// whole blob and owns nothing has finished): who adopts orphaned
-    /// ranges.
+    /// whole blob has finished, though it still vouches for its range):
+    /// who adopts orphaned ranges.
     fn adopter(&self) -> PeerId {
-        let finished =
-            |p: &Partner| p.owned.is_empty() && !p.have.is_empty() && p.have.iter().all(|h| *h);
+        let finished = |p: &Partner| !p.have.is_empty() && p.have.iter().all(|h| *h);
         let fetching = |peer: &PeerId| {
             *peer == self.me
                 || self
