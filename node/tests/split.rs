@@ -13,51 +13,9 @@ use shoal_protocol::Digest;
 
 mod common;
 use common::slow_origin::SlowOrigin;
-use common::{Daemon, pattern};
+use common::{data_dirs, mirror_site, pattern, pull_blob};
 
 const MIB: usize = 1024 * 1024;
-
-/// A bootstrap node that wants nothing, and `n` mirrors of `origin` with
-/// `[upstream] split = n` that joined through it.
-async fn site(dirs: &[tempfile::TempDir], origin: &SlowOrigin) -> (Daemon, Vec<Daemon>) {
-    let hub = Daemon::start(dirs[0].path(), None, Vec::new()).await;
-    let split = dirs.len() - 1;
-    let mut mirrors = Vec::new();
-    for dir in &dirs[1..] {
-        mirrors.push(
-            Daemon::start_with(
-                dir.path(),
-                None,
-                vec![hub.p2p_addr.clone()],
-                None,
-                Some(&origin.url),
-                |c| c.upstream.split = split,
-            )
-            .await,
-        );
-    }
-    // Every mirror is in every other's routing table before the pulls.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    (hub, mirrors)
-}
-
-async fn pull(base: String, digest: Digest) -> Result<Digest, String> {
-    let response = reqwest::Client::new()
-        .get(format!("{base}/v2/tests/big/blobs/{digest}"))
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("status {}", response.status()));
-    }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    Ok(Digest::sha256_of(&body))
-}
-
-fn dirs(n: usize) -> Vec<tempfile::TempDir> {
-    (0..n).map(|_| tempfile::tempdir().expect("dir")).collect()
-}
 
 /// Bytes asked for more than once among `ranges` (inclusive byte ranges).
 fn overlap(ranges: &[(u64, u64)]) -> u64 {
@@ -88,12 +46,12 @@ async fn split_nodes_fetch_disjoint_ranges_and_no_chunk_twice() {
     let blob = pattern(12 * MIB, 61);
     let digest = Digest::sha256_of(&blob);
     let origin = SlowOrigin::start(std::slice::from_ref(&blob), 4 * MIB as u64).await;
-    let dirs = dirs(4);
-    let (hub, mirrors) = site(&dirs, &origin).await;
+    let dirs = data_dirs(4);
+    let (hub, mirrors) = mirror_site(&dirs, &origin.url, dirs.len() - 1).await;
 
     let pulls: Vec<_> = mirrors
         .iter()
-        .map(|m| tokio::spawn(pull(m.base.clone(), digest.clone())))
+        .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
     for p in pulls {
         assert_eq!(p.await.expect("task"), Ok(digest.clone()));
@@ -134,12 +92,12 @@ async fn a_partner_dying_mid_split_has_its_range_taken_over() {
     let digest = Digest::sha256_of(&blob);
     // Each range (8 MiB) takes four seconds.
     let origin = SlowOrigin::start(std::slice::from_ref(&blob), 2 * MIB as u64).await;
-    let dirs = dirs(4);
-    let (hub, mut mirrors) = site(&dirs, &origin).await;
+    let dirs = data_dirs(4);
+    let (hub, mut mirrors) = mirror_site(&dirs, &origin.url, dirs.len() - 1).await;
 
     let pulls: Vec<_> = mirrors
         .iter()
-        .map(|m| tokio::spawn(pull(m.base.clone(), digest.clone())))
+        .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
     // A third of the way through every range, one fetching node stops.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

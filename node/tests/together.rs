@@ -13,55 +13,21 @@ use shoal_protocol::Digest;
 
 mod common;
 use common::slow_origin::SlowOrigin;
-use common::{Daemon, pattern};
+use common::{data_dirs, mirror_site, pattern, pull_blob};
 
 const MIB: usize = 1024 * 1024;
-
-/// A bootstrap node that wants nothing, and `n` mirrors of `origin` that
-/// joined through it (so they stay connected when any of them stops).
-async fn site(dirs: &[tempfile::TempDir], origin: &SlowOrigin) -> (Daemon, Vec<Daemon>) {
-    let hub = Daemon::start(dirs[0].path(), None, Vec::new()).await;
-    let mut mirrors = Vec::new();
-    for dir in &dirs[1..] {
-        mirrors
-            .push(Daemon::start_mirror(dir.path(), vec![hub.p2p_addr.clone()], &origin.url).await);
-    }
-    // Every mirror is in every other's routing table before the pulls.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    (hub, mirrors)
-}
-
-/// Pulls `digest` through `node` and returns the body's digest, or the
-/// error that cut it.
-async fn pull(base: String, digest: Digest) -> Result<Digest, String> {
-    let response = reqwest::Client::new()
-        .get(format!("{base}/v2/tests/big/blobs/{digest}"))
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("status {}", response.status()));
-    }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    Ok(Digest::sha256_of(&body))
-}
-
-fn dirs(n: usize) -> Vec<tempfile::TempDir> {
-    (0..n).map(|_| tempfile::tempdir().expect("dir")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_pulls_take_the_blob_over_the_uplink_once() {
     let blob = pattern(16 * MIB, 51);
     let digest = Digest::sha256_of(&blob);
     let origin = SlowOrigin::start(std::slice::from_ref(&blob), 8 * MIB as u64).await;
-    let dirs = dirs(4);
-    let (hub, mirrors) = site(&dirs, &origin).await;
+    let dirs = data_dirs(4);
+    let (hub, mirrors) = mirror_site(&dirs, &origin.url, 1).await;
 
     let pulls: Vec<_> = mirrors
         .iter()
-        .map(|m| tokio::spawn(pull(m.base.clone(), digest.clone())))
+        .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
     for p in pulls {
         assert_eq!(p.await.expect("task"), Ok(digest.clone()));
@@ -96,12 +62,12 @@ async fn a_leader_dying_half_way_is_taken_over_without_starting_over() {
     let blob = pattern(24 * MIB, 52);
     let digest = Digest::sha256_of(&blob);
     let origin = SlowOrigin::start(std::slice::from_ref(&blob), 6 * MIB as u64).await;
-    let dirs = dirs(4);
-    let (hub, mut mirrors) = site(&dirs, &origin).await;
+    let dirs = data_dirs(4);
+    let (hub, mut mirrors) = mirror_site(&dirs, &origin.url, 1).await;
 
     let pulls: Vec<_> = mirrors
         .iter()
-        .map(|m| tokio::spawn(pull(m.base.clone(), digest.clone())))
+        .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
     // Half-way through the uplink, the node fetching from it stops.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -155,6 +155,19 @@ impl Fetcher {
         self
     }
 
+    /// The partial blob of `digest` laid out by `plan` (the one an earlier
+    /// run left, if its shape matches), opened off the async threads.
+    pub(super) async fn open_partial(
+        &self,
+        digest: &Digest,
+        plan: shoal_protocol::chunk::ChunkPlan,
+    ) -> Result<crate::store::PartialBlob, StoreError> {
+        let (store, d) = (self.store.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || store.partial_blob(&d, plan.size(), plan.chunk_size()))
+            .await
+            .map_err(StoreError::from)?
+    }
+
     pub(super) fn upstream_split(&self) -> usize {
         self.split
     }
@@ -460,14 +473,7 @@ impl Fetcher {
             let verifier = ChainVerifier::new(digest.clone(), map.clone())
                 .map_err(|_| FetchError::ProvidersFailed(digest.clone()))?;
             let plan = verifier.plan();
-            let partial = {
-                let (store, d) = (self.store.clone(), digest.clone());
-                tokio::task::spawn_blocking(move || {
-                    store.partial_blob(&d, plan.size(), plan.chunk_size())
-                })
-                .await
-                .map_err(StoreError::from)??
-            };
+            let partial = self.open_partial(&digest, plan).await?;
             let map = Arc::new(map);
             let first_map = state.view().is_none();
             state.set_map(partial.clone(), map.clone());

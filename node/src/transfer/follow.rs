@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use super::downloads::DownloadState;
 use super::fetch::{FIND_DEADLINE, Fetcher};
 use super::peers::LIE_BAN;
-use super::session::Session;
+use super::session::{Session, ask_chunk};
 use crate::metrics::Metrics;
 use crate::store::{BlobInfo, PartialBlob, StoreError};
 
@@ -412,12 +412,7 @@ impl Fetcher {
         prefix: &ChainPrefix,
     ) -> Result<(PartialBlob, ChainPrefix), StoreError> {
         let plan = prefix.plan();
-        let (store, d) = (self.store.clone(), state.digest.clone());
-        let partial = tokio::task::spawn_blocking(move || {
-            store.partial_blob(&d, plan.size(), plan.chunk_size())
-        })
-        .await
-        .map_err(StoreError::from)??;
+        let partial = self.open_partial(&state.digest, plan).await?;
         // Left by an earlier run: not pinned by anything known here.
         for index in partial.claimed() {
             partial.forget(index).await?;
@@ -570,51 +565,13 @@ impl Fetcher {
             let digest = digest.clone();
             let limit = self.download_limit().clone();
             events.push(Box::pin(async move {
-                let session = match session {
-                    Some(s) => Some(s),
-                    None => Session::open(&mut control, peer).await,
-                };
-                let Some(mut session) = session else {
-                    return Event::Chunk {
-                        peer,
-                        index,
-                        answer: None,
-                        session: None,
-                    };
-                };
-                match session
-                    .ask(&Message::GetChunk {
-                        digest: digest.clone(),
-                        index,
-                    })
-                    .await
-                {
-                    Ok(Message::Chunk {
-                        digest: d,
-                        index: i,
-                        bytes,
-                    }) if d == digest && i == index => {
-                        // The node's peer download limit (`[limits]`).
-                        limit.acquire(bytes.len() as u64).await;
-                        Event::Chunk {
-                            peer,
-                            index,
-                            answer: Some(bytes),
-                            session: Some(session),
-                        }
-                    }
-                    Ok(_) => Event::Chunk {
-                        peer,
-                        index,
-                        answer: None,
-                        session: Some(session),
-                    },
-                    Err(_) => Event::Chunk {
-                        peer,
-                        index,
-                        answer: None,
-                        session: None,
-                    },
+                let (answer, session) =
+                    ask_chunk(&mut control, session, peer, &digest, index, &limit).await;
+                Event::Chunk {
+                    peer,
+                    index,
+                    answer,
+                    session,
                 }
             }));
         }

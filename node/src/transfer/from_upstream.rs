@@ -59,12 +59,7 @@ impl Fetcher {
                 })?;
                 let plan = ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE)
                     .map_err(|e| FetchError::Upstream(e.to_string(), 502))?;
-                let (store, d) = (self.store.clone(), digest.clone());
-                let partial = tokio::task::spawn_blocking(move || {
-                    store.partial_blob(&d, plan.size(), plan.chunk_size())
-                })
-                .await
-                .map_err(StoreError::from)??;
+                let partial = self.open_partial(&digest, plan).await?;
                 (partial, plan, None, Some(blob))
             }
         };

@@ -7,6 +7,7 @@ use libp2p::{PeerId, StreamProtocol};
 use shoal_protocol::wire::{Message, PROTOCOL_NAME};
 
 use super::framed::{self, FrameError, FrameReader};
+use crate::limits::RateLimiter;
 
 /// How long one request may take before its peer counts as stalled.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,5 +56,42 @@ impl Session {
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))?
+    }
+}
+
+/// Asks `peer` for chunk `index` of `digest` on `session` (or a new
+/// stream), paying for the bytes at `limit` (`[limits] peer_download`).
+/// Returns the bytes, if it sent the chunk asked for, and the stream, if it
+/// is still good for another request.
+pub async fn ask_chunk(
+    control: &mut libp2p_stream::Control,
+    session: Option<Session>,
+    peer: PeerId,
+    digest: &shoal_protocol::Digest,
+    index: u32,
+    limit: &RateLimiter,
+) -> (Option<Vec<u8>>, Option<Session>) {
+    let session = match session {
+        Some(s) => Some(s),
+        None => Session::open(control, peer).await,
+    };
+    let Some(mut session) = session else {
+        return (None, None);
+    };
+    let asked = Message::GetChunk {
+        digest: digest.clone(),
+        index,
+    };
+    match session.ask(&asked).await {
+        Ok(Message::Chunk {
+            digest: d,
+            index: i,
+            bytes,
+        }) if d == *digest && i == index => {
+            limit.acquire(bytes.len() as u64).await;
+            (Some(bytes), Some(session))
+        }
+        Ok(_) => (None, Some(session)),
+        Err(_) => (None, None),
     }
 }

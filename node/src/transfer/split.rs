@@ -38,7 +38,7 @@ use super::downloads::DownloadState;
 use super::fetch::{FetchError, Fetcher};
 use super::from_upstream::{Check, RUN_ATTEMPTS, UpstreamSource};
 use super::peers::LIE_BAN;
-use super::session::Session;
+use super::session::{Session, ask_chunk};
 use crate::metrics::Metrics;
 use crate::store::{BlobInfo, PartialBlob, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
@@ -381,12 +381,7 @@ impl Fetcher {
             .map_err(upstream)?;
         let plan = ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE)
             .map_err(|e| FetchError::Upstream(e.to_string(), 502))?;
-        let (store, d) = (self.store.clone(), digest.clone());
-        let partial = tokio::task::spawn_blocking(move || {
-            store.partial_blob(&d, plan.size(), plan.chunk_size())
-        })
-        .await
-        .map_err(StoreError::from)??;
+        let partial = self.open_partial(&digest, plan).await?;
         // Left by an earlier run, with nothing known to vouch for them.
         for index in partial.claimed() {
             partial.forget(index).await?;
@@ -704,50 +699,13 @@ impl Fetcher {
             let digest = digest.clone();
             let limit = self.download_limit().clone();
             events.push(Box::pin(async move {
-                let session = match session {
-                    Some(s) => Some(s),
-                    None => Session::open(&mut control, peer).await,
-                };
-                let Some(mut session) = session else {
-                    return Event::Chunk {
-                        peer,
-                        index,
-                        bytes: None,
-                        session: None,
-                    };
-                };
-                match session
-                    .ask(&Message::GetChunk {
-                        digest: digest.clone(),
-                        index,
-                    })
-                    .await
-                {
-                    Ok(Message::Chunk {
-                        digest: d,
-                        index: i,
-                        bytes,
-                    }) if d == digest && i == index => {
-                        limit.acquire(bytes.len() as u64).await;
-                        Event::Chunk {
-                            peer,
-                            index,
-                            bytes: Some(bytes),
-                            session: Some(session),
-                        }
-                    }
-                    Ok(_) => Event::Chunk {
-                        peer,
-                        index,
-                        bytes: None,
-                        session: Some(session),
-                    },
-                    Err(_) => Event::Chunk {
-                        peer,
-                        index,
-                        bytes: None,
-                        session: None,
-                    },
+                let (bytes, session) =
+                    ask_chunk(&mut control, session, peer, &digest, index, &limit).await;
+                Event::Chunk {
+                    peer,
+                    index,
+                    bytes,
+                    session,
                 }
             }));
         }

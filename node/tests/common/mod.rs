@@ -9,6 +9,49 @@ use shoal_protocol::Digest;
 
 pub mod slow_origin;
 
+/// GETs blob `digest` (under repository `tests/big`) through the node at
+/// `base`; returns the digest of the body, or what cut it.
+pub async fn pull_blob(base: String, digest: Digest) -> Result<Digest, String> {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v2/tests/big/blobs/{digest}"))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    Ok(Digest::sha256_of(&body))
+}
+
+/// A bootstrap node that wants nothing, and a mirror of `origin_url` in
+/// each of the other `dirs` that joined through it (so they stay connected
+/// when any of them stops), with `[upstream] split = split`.
+pub async fn mirror_site(
+    dirs: &[tempfile::TempDir],
+    origin_url: &str,
+    split: usize,
+) -> (Daemon, Vec<Daemon>) {
+    let hub = Daemon::start(dirs[0].path(), None, Vec::new()).await;
+    let mut mirrors = Vec::new();
+    for dir in &dirs[1..] {
+        let bootstrap = vec![hub.p2p_addr.clone()];
+        let tweak = |c: &mut shoal_node::config::NodeConfig| c.upstream.split = split;
+        mirrors.push(
+            Daemon::start_with(dir.path(), None, bootstrap, None, Some(origin_url), tweak).await,
+        );
+    }
+    // Every mirror is in every other's routing table before the pulls.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (hub, mirrors)
+}
+
+/// `n` fresh data directories.
+pub fn data_dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n).map(|_| tempfile::tempdir().expect("dir")).collect()
+}
+
 /// A whole node (store, registry, network) in this process.
 /// Deterministic bytes that do not repeat (xorshift), for test blobs.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
