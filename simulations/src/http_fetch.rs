@@ -117,3 +117,59 @@ pub fn percentiles(sample: &mut [Duration]) -> (Duration, Duration) {
     let at = |q: f64| sample[((sample.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
 }
+
+/// GETs `path` from `addr` over a plain HTTP/1.1 connection and drops the
+/// body in the kernel (`recv` with `MSG_TRUNC` copies nothing to user space),
+/// so the client costs as little CPU as a TCP receiver can: what is measured
+/// is the server, not the client's copies. Blocking; run it on its own thread.
+pub fn fetch_discard(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<Fetch> {
+    use std::io::{Read, Write};
+    use std::mem::MaybeUninit;
+
+    let start = Instant::now();
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    // Read the head with ordinary reads; whatever body bytes came with it
+    // are counted, the rest is dropped by the kernel.
+    let mut head = Vec::with_capacity(4096);
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        let n = conn.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "GET {path}: connection closed before the headers");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        anyhow::ensure!(head.len() < 64 * 1024, "GET {path}: headers over 64 KiB");
+    };
+    let ttfb = start.elapsed();
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    anyhow::ensure!(
+        text.starts_with("http/1.1 200") || text.starts_with("http/1.0 200"),
+        "GET {path}: {}",
+        text.lines().next().unwrap_or_default()
+    );
+    let len: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("GET {path}: no Content-Length"))?;
+    let mut got = (head.len() - end) as u64;
+    let sock = socket2::SockRef::from(&conn);
+    let mut sink = vec![MaybeUninit::<u8>::uninit(); 4 << 20];
+    while got < len {
+        let want = ((len - got) as usize).min(sink.len());
+        let n = sock.recv_with_flags(&mut sink[..want], libc::MSG_TRUNC)?;
+        anyhow::ensure!(n > 0, "GET {path}: body ended at {got} of {len} bytes");
+        got += n as u64;
+    }
+    Ok(Fetch {
+        ttfb,
+        total: start.elapsed(),
+        bytes: got,
+    })
+}
