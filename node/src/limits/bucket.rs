@@ -22,6 +22,10 @@ use super::Rate;
 /// streams need not take turns byte by byte.
 pub const BURST_WINDOW: Duration = Duration::from_millis(250);
 
+/// The shortest burst of a paced limiter: below a couple of milliseconds
+/// timer wake-ups, not the rate, would set the pace.
+const PACED_MIN_BURST: Duration = Duration::from_millis(2);
+
 /// A rate limit shared by clones; unlimited costs one branch per call.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimiter {
@@ -48,6 +52,31 @@ impl RateLimiter {
                 })
             }),
         }
+    }
+
+    /// A limiter that lets at most `burst_bytes` (or a 2 ms worth, if that
+    /// is more) pass at once: for pacing, where what matters is that the
+    /// link's queue never holds more than one small burst of ours.
+    pub fn paced(rate: Rate, burst_bytes: u64) -> RateLimiter {
+        RateLimiter {
+            bucket: rate.limit().map(|bytes_per_sec| {
+                let burst = Duration::from_nanos(
+                    u64::try_from(
+                        u128::from(burst_bytes) * 1_000_000_000 / u128::from(bytes_per_sec),
+                    )
+                    .unwrap_or(u64::MAX),
+                );
+                Arc::new(TokenBucket {
+                    bytes_per_sec,
+                    burst: burst.max(PACED_MIN_BURST),
+                    paid_until: Mutex::new(Instant::now()),
+                })
+            }),
+        }
+    }
+
+    pub fn is_limited(&self) -> bool {
+        self.bucket.is_some()
     }
 
     pub fn unlimited() -> RateLimiter {

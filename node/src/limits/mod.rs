@@ -19,6 +19,14 @@ mod settings;
 mod slots;
 
 pub use bucket::{BURST_WINDOW, RateLimiter};
+
+/// How much of a chunk goes to a peer at a time under an upload limit.
+/// Written in one piece, a 1 MiB chunk enters the uplink's queue at once;
+/// in 64 KiB pieces paid for one by one (with a bucket of about one piece)
+/// the queue holds one piece of ours, so the ACKs of the node's own
+/// downloads, which share that queue, are not held behind a chunk. 64 KiB
+/// is one GSO packet: smaller pieces cost syscalls and buy nothing.
+pub const PACE_PIECE: usize = 64 * 1024;
 pub use rate::{MIN_RATE, Rate, RateError};
 pub use settings::{LimitSettings, Limits};
 pub use slots::{DEFAULT_UPLOAD_SLOTS, Key, UploadSlot, UploadSlots};

@@ -53,7 +53,7 @@ impl LimitSettings {
     /// bucket.
     pub fn build(&self) -> Limits {
         Limits {
-            peer_upload: RateLimiter::new(self.peer_upload),
+            peer_upload: RateLimiter::paced(self.peer_upload, super::PACE_PIECE as u64),
             peer_download: RateLimiter::new(self.peer_download),
             upstream_download: RateLimiter::new(self.upstream_download),
             upload_slots: UploadSlots::new(self.upload_slots),

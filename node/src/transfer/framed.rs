@@ -3,6 +3,8 @@
 use futures_util::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use shoal_protocol::wire::{Message, WireError, decode_frame, encode_frame};
 
+use crate::limits::{PACE_PIECE, RateLimiter};
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("stream: {0}")]
@@ -44,4 +46,122 @@ pub async fn write<S: AsyncWrite + Unpin>(stream: &mut S, msg: &Message) -> Resu
     stream.write_all(&encode_frame(msg)).await?;
     stream.flush().await?;
     Ok(())
+}
+
+/// Writes `msg` in [`PACE_PIECE`] pieces, each paid for at `limit` before
+/// it is written and flushed: the link sees our bytes at the limit's pace
+/// instead of a whole chunk at once.
+pub async fn write_paced<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    msg: &Message,
+    limit: &RateLimiter,
+) -> Result<(), FrameError> {
+    for piece in encode_frame(msg).chunks(PACE_PIECE) {
+        limit.acquire(piece.len() as u64).await;
+        stream.write_all(piece).await?;
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::time::{Duration, Instant};
+
+    use super::*;
+    use crate::limits::Rate;
+
+    /// Records when each write happened and what it carried.
+    #[derive(Debug)]
+    struct Recorder {
+        start: Instant,
+        writes: Vec<(Duration, usize)>,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let at = self.start.elapsed();
+            self.writes.push((at, buf.len()));
+            self.bytes.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_chunk_leaves_in_small_pieces_at_the_rate() {
+        // 1 MiB/s, so a 1 MiB chunk takes about a second after its first
+        // piece; written at once it would all be in the link's queue at 0.
+        let rate = 1024 * 1024;
+        let limit = RateLimiter::paced(
+            Rate::bytes_per_sec(rate).expect("valid rate"),
+            PACE_PIECE as u64,
+        );
+        let burst = limit.burst_bytes().expect("limited");
+        assert_eq!(burst, PACE_PIECE as u64, "the bucket holds one piece");
+        let msg = Message::Chunk {
+            digest: shoal_protocol::Digest::sha256_of(b"x"),
+            index: 3,
+            bytes: vec![7u8; 1024 * 1024],
+        };
+        let mut out = Recorder {
+            start: Instant::now(),
+            writes: Vec::new(),
+            bytes: Vec::new(),
+        };
+        write_paced(&mut out, &msg, &limit).await.expect("written");
+
+        // The bytes are the frame, whole and in order.
+        let (decoded, used) = decode_frame(&out.bytes)
+            .expect("valid frame")
+            .expect("complete frame");
+        assert_eq!(used, out.bytes.len());
+        assert_eq!(decoded, msg);
+        // No write larger than a piece, and no write earlier than the rate
+        // allows: by time t at most burst + rate * t bytes were written.
+        let mut sent = 0u64;
+        for &(at, len) in &out.writes {
+            assert!(len <= PACE_PIECE, "a write of {len} bytes");
+            sent += len as u64;
+            let allowed = burst + (rate as f64 * at.as_secs_f64()).ceil() as u64;
+            assert!(sent <= allowed, "{sent} bytes out by {at:?}");
+        }
+        let (last, _) = out.writes.last().copied().expect("writes");
+        let expected = (out.bytes.len() as u64 - burst) as f64 / rate as f64;
+        assert!(
+            (last.as_secs_f64() - expected).abs() < 0.01,
+            "last piece at {last:?}, expected about {expected:.3} s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_pacing_writes_without_waiting() {
+        let limit = RateLimiter::unlimited();
+        let msg = Message::Chunk {
+            digest: shoal_protocol::Digest::sha256_of(b"y"),
+            index: 0,
+            bytes: vec![1u8; 300 * 1024],
+        };
+        let mut out = Recorder {
+            start: Instant::now(),
+            writes: Vec::new(),
+            bytes: Vec::new(),
+        };
+        write_paced(&mut out, &msg, &limit).await.expect("written");
+        assert!(out.writes.iter().all(|&(at, _)| at == Duration::ZERO));
+        assert_eq!(out.bytes, encode_frame(&msg));
+    }
 }

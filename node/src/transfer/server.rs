@@ -189,13 +189,20 @@ impl TransferServer {
                 }
             }
             if let Message::Chunk { bytes, .. } = &reply {
-                self.upload_rate.acquire(bytes.len() as u64).await;
                 Metrics::add(&self.metrics.p2p_bytes_sent_total, bytes.len() as u64);
                 tracing::trace!(%peer, bytes = bytes.len(), "chunk sent");
             }
             // The requester gives up after REQUEST_TIMEOUT: a peer that
             // stopped reading must not keep its upload slot any longer.
-            tokio::time::timeout(REQUEST_TIMEOUT, framed::write(&mut stream, &reply))
+            let send = async {
+                match &reply {
+                    Message::Chunk { .. } if self.upload_rate.is_limited() => {
+                        framed::write_paced(&mut stream, &reply, &self.upload_rate).await
+                    }
+                    _ => framed::write(&mut stream, &reply).await,
+                }
+            };
+            tokio::time::timeout(REQUEST_TIMEOUT, send)
                 .await
                 .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))??;
         }
