@@ -82,6 +82,16 @@ mod tests {
         bytes: Vec<u8>,
     }
 
+    impl Recorder {
+        fn new() -> Recorder {
+            Recorder {
+                start: Instant::now(),
+                writes: Vec::new(),
+                bytes: Vec::new(),
+            }
+        }
+    }
+
     impl AsyncWrite for Recorder {
         fn poll_write(
             mut self: Pin<&mut Self>,
@@ -117,11 +127,7 @@ mod tests {
             index: 3,
             bytes: vec![7u8; 1024 * 1024],
         };
-        let mut out = Recorder {
-            start: Instant::now(),
-            writes: Vec::new(),
-            bytes: Vec::new(),
-        };
+        let mut out = Recorder::new();
         write_paced(&mut out, &msg, &limit).await.expect("written");
 
         // The bytes are the frame, whole and in order.
@@ -155,11 +161,7 @@ mod tests {
             index: 0,
             bytes: vec![1u8; 300 * 1024],
         };
-        let mut out = Recorder {
-            start: Instant::now(),
-            writes: Vec::new(),
-            bytes: Vec::new(),
-        };
+        let mut out = Recorder::new();
         write_paced(&mut out, &msg, &limit).await.expect("written");
         assert!(out.writes.iter().all(|&(at, _)| at == Duration::ZERO));
         assert_eq!(out.bytes, encode_frame(&msg));
