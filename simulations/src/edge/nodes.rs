@@ -162,7 +162,12 @@ fn spawn(
         cmd.env_remove(var);
     }
     let child = cmd
-        .env("RUST_LOG", "info")
+        // SHOAL_EDGE_LOG picks the daemons' log filter (for a closer look
+        // at one run: `SHOAL_EDGE_LOG=info,shoal_node::transfer=debug`).
+        .env(
+            "RUST_LOG",
+            std::env::var("SHOAL_EDGE_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::from(out.try_clone()?))
         .stderr(Stdio::from(out))
