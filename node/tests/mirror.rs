@@ -121,6 +121,23 @@ fn upstream_gets(registry: &DockerRegistry, digest: &Digest) -> usize {
         .count()
 }
 
+/// An upstream holding `image` as `tests/app:v1`, and node A (a mirror of
+/// it, in the first of two data dirs) that pulled it: the manifest from the
+/// upstream, as the first node to ask always gets it.
+async fn first_node_pulls(image: &Image) -> (DockerRegistry, Daemon, [tempfile::TempDir; 2]) {
+    let registry = start_registry().await;
+    image.push(&registry.url(), "tests/app", "v1").await;
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let a = Daemon::start_mirror(dirs[0].path(), Vec::new(), &registry.url()).await;
+    let sources = pull(&a, "tests/app", "v1", image).await;
+    eprintln!("A's sources: {sources:?}");
+    assert_eq!(sources[0], "upstream", "A's manifest came from upstream");
+    (registry, a, dirs)
+}
+
 async fn start_registry() -> DockerRegistry {
     tokio::task::spawn_blocking(DockerRegistry::start)
         .await
@@ -131,19 +148,9 @@ async fn start_registry() -> DockerRegistry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_pulls_from_the_first_while_the_upstream_is_down() {
     shoal_tests::require!(DockerRegistry::require());
-    let mut registry = start_registry().await;
     let image = Image::new(1, &[6 * MIB, 300 * 1024, 2 * MIB + 5]);
-    image.push(&registry.url(), "tests/app", "v1").await;
+    let (mut registry, a, [_dir_a, dir_b]) = first_node_pulls(&image).await;
     let manifest_digest = Digest::sha256_of(&image.manifest);
-
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Daemon::start_mirror(dir_a.path(), Vec::new(), &registry.url()).await;
-    let sources = pull(&a, "tests/app", "v1", &image).await;
-    eprintln!("A's sources: {sources:?}");
-    assert_eq!(sources[0], "upstream", "A's manifest came from upstream");
 
     // Prefetch and the client's own request shared one download each.
     for layer in &image.layers {
@@ -192,6 +199,54 @@ async fn a_second_node_pulls_from_the_first_while_the_upstream_is_down() {
     // A's tag stays usable while its upstream is down (the cached mapping).
     let r = get(&format!("{}/v2/tests/app/manifests/v1", a.base)).await;
     assert_eq!(r.status().as_u16(), 200, "A's cached tag");
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
+
+/// A tag the upstream has just answered for takes its manifest (a few KiB)
+/// from the upstream too, not from peers: asked of peers first, every host
+/// of a rollout waited out a whole provider lookup for it. The layers still
+/// come from peers, and cross the uplink once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_upstream_up_the_manifest_comes_from_it_and_the_layers_from_peers() {
+    shoal_tests::require!(DockerRegistry::require());
+    let image = Image::new(2, &[3 * MIB, 200 * 1024]);
+    let (registry, a, [_dir_a, dir_b]) = first_node_pulls(&image).await;
+    let manifest_digest = Digest::sha256_of(&image.manifest);
+
+    // B is A's peer, A holds everything and announced it.
+    let b = Daemon::start_mirror(dir_b.path(), vec![a.p2p_addr.clone()], &registry.url()).await;
+    let sources = pull(&b, "tests/app", "v1", &image).await;
+    eprintln!("B's sources: {sources:?}");
+    assert_eq!(
+        sources[0], "upstream",
+        "B's manifest came from the upstream"
+    );
+    // "local": the prefetch on serving the manifest had already taken it
+    // from A when the client asked.
+    assert!(
+        sources[1..].iter().all(|s| s == "peers" || s == "local"),
+        "B's config and layers came from A: {sources:?}"
+    );
+    let layer_bytes: usize = image.layers.iter().map(Vec::len).sum();
+    assert!(
+        b.metric("shoal_p2p_bytes_received_total").await >= layer_bytes as u64,
+        "B took the layers from A"
+    );
+    let manifest_gets = registry
+        .log()
+        .lines()
+        .filter(|l| l.contains(&format!("GET /v2/tests/app/manifests/{manifest_digest}")))
+        .count();
+    assert_eq!(manifest_gets, 2, "one manifest GET per node");
+    for layer in &image.layers {
+        assert_eq!(
+            upstream_gets(&registry, &Digest::sha256_of(layer)),
+            1,
+            "a layer crossed the uplink more than once"
+        );
+    }
     for node in [a, b] {
         node.stop().await;
     }

@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use super::RegistryState;
 use super::blobs::{header_value, io_error};
 use super::error::{ErrorCode, RegistryError, RegistryResult};
+use super::mirror::TagFrom;
 use super::path::parse_digest;
 use super::request::RequestParts;
 use crate::store::{ManifestPut, ManifestRecord};
@@ -54,18 +55,19 @@ async fn lookup(
     req: &RequestParts,
 ) -> RegistryResult<(ManifestRecord, &'static str, Option<UpstreamSource>)> {
     let source = state.mirror.as_ref().and_then(|m| m.source(req, name));
-    let (digest, by_digest) = match parse_reference(reference)? {
-        Reference::Digest(d) => (d, true),
+    // `upstream_up`: the upstream answered for the tag a moment ago.
+    let (digest, by_digest, upstream_up) = match parse_reference(reference)? {
+        Reference::Digest(d) => (d, true, false),
         Reference::Tag(tag) => match state.store.resolve_tag(name, &tag)? {
-            Some(d) => (d, false),
+            Some(d) => (d, false, false),
             None => match (&state.mirror, &source) {
                 (Some(mirror), Some(source)) => {
                     let accept = accepted(req);
                     let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
-                    let digest = mirror
+                    let (digest, from) = mirror
                         .resolve_tag(&state.store, state.fetcher.as_ref(), source, &tag, &accept)
                         .await?;
-                    (digest, true)
+                    (digest, true, from == TagFrom::Upstream)
                 }
                 _ => return Err(missing(state, name, reference)?),
             },
@@ -78,10 +80,23 @@ async fn lookup(
     // repository holds may come from peers. (A local blob is not adopted, so
     // a deleted manifest stays deleted.)
     if by_digest && state.store.blob_size(&digest)?.is_none() {
+        // A tag the upstream has just answered for: its manifest (a few KiB)
+        // comes from there too, one request over a link known to work.
+        // Asked of peers first, it waited out a whole provider lookup
+        // (FIND_DEADLINE, 2 s) whenever nobody had it yet — at the start of
+        // every rollout, on every host. Peers are the fallback.
+        if upstream_up && let (Some(mirror), Some(source)) = (&state.mirror, &source) {
+            match mirror.adopt(state, source, name, &digest).await {
+                Ok(record) => return Ok((record, "upstream", Some(source.clone()))),
+                Err(e) => {
+                    tracing::info!(%digest, error = %e.message, "manifest not fetched upstream; asking peers");
+                }
+            }
+        }
         if let Ok(record) = adopt_from_peers(state, name, &digest).await {
             return Ok((record, "peers", source));
         }
-        if let (Some(mirror), Some(source)) = (&state.mirror, source) {
+        if let (Some(mirror), Some(source), false) = (&state.mirror, source, upstream_up) {
             let record = mirror.adopt(state, &source, name, &digest).await?;
             return Ok((record, "upstream", Some(source)));
         }

@@ -4,7 +4,10 @@
 //! deadline and cached, manifests fetched by digest and checked, and the
 //! blobs of a manifest prefetched as soon as it is served.
 //!
-//! Order for content: local store, then peers, then upstream. A tag is
+//! Order for content: local store, then peers, then upstream — except the
+//! manifest of a tag the upstream has just answered for, which is fetched
+//! there (peers are its fallback): it is a few KiB, and asking peers first
+//! waits out a provider lookup whenever nobody has it yet. A tag is
 //! resolved upstream when it answers within `tag_timeout`; otherwise the
 //! last mapping seen (younger than `max_stale_tag_age`) is used.
 
@@ -61,7 +64,7 @@ impl Mirror {
     }
 
     /// The digest `tag` names upstream now, or the cached mapping when the
-    /// upstream cannot say in time.
+    /// upstream cannot say in time; and whether the upstream answered.
     pub async fn resolve_tag(
         &self,
         store: &Store,
@@ -69,7 +72,7 @@ impl Mirror {
         source: &UpstreamSource,
         tag: &Tag,
         accept: &[&str],
-    ) -> RegistryResult<Digest> {
+    ) -> RegistryResult<(Digest, TagFrom)> {
         let key = cache_key(source, tag);
         let reference = shoal_protocol::Reference::Tag(tag.clone());
         match self
@@ -89,7 +92,7 @@ impl Mirror {
                 if let (Some(fetcher), false) = (fetcher, known) {
                     fetcher.announce_tag(&key).await;
                 }
-                Ok(head.digest)
+                Ok((head.digest, TagFrom::Upstream))
             }
             Err(e) => {
                 if !matches!(e, UpstreamError::NotFound { .. })
@@ -97,7 +100,7 @@ impl Mirror {
                     && age <= self.max_stale
                 {
                     tracing::info!(%key, %digest, age_s = age.as_secs(), error = %e, "upstream unreachable; using the cached tag");
-                    return Ok(digest);
+                    return Ok((digest, TagFrom::Cache));
                 }
                 if !matches!(e, UpstreamError::NotFound { .. })
                     && let Some(fetcher) = fetcher
@@ -105,7 +108,7 @@ impl Mirror {
                     && age <= self.max_stale
                 {
                     tracing::info!(%key, %digest, age_s = age.as_secs(), error = %e, "upstream unreachable; using a peer's tag");
-                    return Ok(digest);
+                    return Ok((digest, TagFrom::Peers));
                 }
                 Err(upstream_error(e))
             }
@@ -153,6 +156,17 @@ pub fn prefetch(state: &RegistryState, source: &UpstreamSource, manifest: &Bytes
             fetcher.begin(&digest, Some(source.clone()));
         }
     }
+}
+
+/// Who said what a mirrored tag names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagFrom {
+    /// The upstream, just now: it is reachable.
+    Upstream,
+    /// This node's cache of an earlier answer (the upstream is not).
+    Cache,
+    /// A peer's signed-off mapping (the upstream is not).
+    Peers,
 }
 
 fn cache_key(source: &UpstreamSource, tag: &Tag) -> String {
