@@ -43,34 +43,27 @@ struct TokenBucket {
 
 impl RateLimiter {
     pub fn new(rate: Rate) -> RateLimiter {
-        RateLimiter {
-            bucket: rate.limit().map(|bytes_per_sec| {
-                Arc::new(TokenBucket {
-                    bytes_per_sec,
-                    burst: BURST_WINDOW,
-                    paid_until: Mutex::new(Instant::now()),
-                })
-            }),
-        }
+        RateLimiter::with_burst(rate, |_| BURST_WINDOW)
     }
 
     /// A limiter that lets at most `burst_bytes` (or a 2 ms worth, if that
     /// is more) pass at once: for pacing, where what matters is that the
     /// link's queue never holds more than one small burst of ours.
     pub fn paced(rate: Rate, burst_bytes: u64) -> RateLimiter {
+        RateLimiter::with_burst(rate, |bucket| bucket.cost(burst_bytes).max(PACED_MIN_BURST))
+    }
+
+    /// A limiter at `rate` whose burst `burst` works out from its bucket.
+    fn with_burst(rate: Rate, burst: impl FnOnce(&TokenBucket) -> Duration) -> RateLimiter {
         RateLimiter {
             bucket: rate.limit().map(|bytes_per_sec| {
-                let burst = Duration::from_nanos(
-                    u64::try_from(
-                        u128::from(burst_bytes) * 1_000_000_000 / u128::from(bytes_per_sec),
-                    )
-                    .unwrap_or(u64::MAX),
-                );
-                Arc::new(TokenBucket {
+                let mut bucket = TokenBucket {
                     bytes_per_sec,
-                    burst: burst.max(PACED_MIN_BURST),
+                    burst: Duration::ZERO,
                     paid_until: Mutex::new(Instant::now()),
-                })
+                };
+                bucket.burst = burst(&bucket);
+                Arc::new(bucket)
             }),
         }
     }

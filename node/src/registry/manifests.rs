@@ -96,7 +96,7 @@ async fn lookup(
         if let Ok(record) = adopt_from_peers(state, name, &digest).await {
             return Ok((record, "peers", source));
         }
-        if let (Some(mirror), Some(source), false) = (&state.mirror, source, upstream_up) {
+        if !upstream_up && let (Some(mirror), Some(source)) = (&state.mirror, source) {
             let record = mirror.adopt(state, &source, name, &digest).await?;
             return Ok((record, "upstream", Some(source)));
         }

@@ -50,12 +50,15 @@ pub async fn write<S: AsyncWrite + Unpin>(stream: &mut S, msg: &Message) -> Resu
 
 /// Writes `msg` in [`PACE_PIECE`] pieces, each paid for at `limit` before
 /// it is written and flushed: the link sees our bytes at the limit's pace
-/// instead of a whole chunk at once.
+/// instead of a whole chunk at once. Unlimited, it is one write.
 pub async fn write_paced<S: AsyncWrite + Unpin>(
     stream: &mut S,
     msg: &Message,
     limit: &RateLimiter,
 ) -> Result<(), FrameError> {
+    if !limit.is_limited() {
+        return write(stream, msg).await;
+    }
     for piece in encode_frame(msg).chunks(PACE_PIECE) {
         limit.acquire(piece.len() as u64).await;
         stream.write_all(piece).await?;
@@ -82,14 +85,23 @@ mod tests {
         bytes: Vec<u8>,
     }
 
-    impl Recorder {
-        fn new() -> Recorder {
-            Recorder {
-                start: Instant::now(),
-                writes: Vec::new(),
-                bytes: Vec::new(),
-            }
+    fn chunk(len: usize) -> Message {
+        Message::Chunk {
+            digest: shoal_protocol::Digest::sha256_of(b"x"),
+            index: 3,
+            bytes: vec![7u8; len],
         }
+    }
+
+    /// What `write_paced` wrote of `msg`, and when.
+    async fn paced(msg: &Message, limit: &RateLimiter) -> Recorder {
+        let mut out = Recorder {
+            start: Instant::now(),
+            writes: Vec::new(),
+            bytes: Vec::new(),
+        };
+        write_paced(&mut out, msg, limit).await.expect("written");
+        out
     }
 
     impl AsyncWrite for Recorder {
@@ -122,13 +134,8 @@ mod tests {
         );
         let burst = limit.burst_bytes().expect("limited");
         assert_eq!(burst, PACE_PIECE as u64, "the bucket holds one piece");
-        let msg = Message::Chunk {
-            digest: shoal_protocol::Digest::sha256_of(b"x"),
-            index: 3,
-            bytes: vec![7u8; 1024 * 1024],
-        };
-        let mut out = Recorder::new();
-        write_paced(&mut out, &msg, &limit).await.expect("written");
+        let msg = chunk(1024 * 1024);
+        let out = paced(&msg, &limit).await;
 
         // The bytes are the frame, whole and in order.
         let (decoded, used) = decode_frame(&out.bytes)
@@ -156,13 +163,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unlimited_pacing_writes_without_waiting() {
         let limit = RateLimiter::unlimited();
-        let msg = Message::Chunk {
-            digest: shoal_protocol::Digest::sha256_of(b"y"),
-            index: 0,
-            bytes: vec![1u8; 300 * 1024],
-        };
-        let mut out = Recorder::new();
-        write_paced(&mut out, &msg, &limit).await.expect("written");
+        let msg = chunk(300 * 1024);
+        let out = paced(&msg, &limit).await;
         assert!(out.writes.iter().all(|&(at, _)| at == Duration::ZERO));
         assert_eq!(out.bytes, encode_frame(&msg));
     }

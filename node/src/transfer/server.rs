@@ -196,7 +196,7 @@ impl TransferServer {
             // stopped reading must not keep its upload slot any longer.
             let send = async {
                 match &reply {
-                    Message::Chunk { .. } if self.upload_rate.is_limited() => {
+                    Message::Chunk { .. } => {
                         framed::write_paced(&mut stream, &reply, &self.upload_rate).await
                     }
                     _ => framed::write(&mut stream, &reply).await,

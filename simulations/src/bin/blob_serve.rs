@@ -87,9 +87,9 @@ async fn main() -> anyhow::Result<()> {
     // reqwest client above copies every byte and shares the two cores with
     // the server, which caps both servers at what it can absorb.
     let mut discarded: Vec<Vec<Fetch>> = vec![Vec::new(), Vec::new()];
+    let addrs = [socket_addr(&servers[0].1)?, socket_addr(&servers[1].1)?];
     for _ in 0..args.rounds {
-        for (i, (_, base)) in servers.iter().enumerate() {
-            let addr = socket_addr(base)?;
+        for (i, addr) in addrs.iter().copied().enumerate() {
             let path = format!("/v2/bench/blob/blobs/{digest}");
             let got = tokio::task::spawn_blocking(move || fetch_discard(addr, &path)).await??;
             anyhow::ensure!(
@@ -131,16 +131,15 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     let mut medians = Vec::new();
     for (i, (name, _)) in servers.iter().enumerate() {
-        let median = median_rate(&results[i]);
-        medians.push(median);
+        let one_stream = median_rate(&results[i]);
+        medians.push(one_stream);
         let (p50, p99) = percentiles(&mut ttfb[i]);
-        parallel[i].sort_by(f64::total_cmp);
-        let par = parallel[i][parallel[i].len() / 2];
+        let par = median(parallel[i].clone());
         let disc = median_rate(&discarded[i]);
         let served_gib: f64 =
             results[i].iter().map(|f| f.bytes as f64).sum::<f64>() / f64::from(1u32 << 30);
         println!(
-            "| {name} | {median:.0} | {disc:.0} | {par:.0} | {:.2} | {:.3} ms | {:.3} ms |",
+            "| {name} | {one_stream:.0} | {disc:.0} | {par:.0} | {:.2} | {:.3} ms | {:.3} ms |",
             cpu_used[i].as_secs_f64() / served_gib,
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
@@ -157,16 +156,16 @@ async fn main() -> anyhow::Result<()> {
         "1-stream throughput ratio, discarding client: {:.2}x (median of paired rounds)",
         paired_ratio(&discarded[0], &discarded[1])
     );
-    let mut par_ratios: Vec<f64> = parallel[0]
-        .iter()
-        .zip(&parallel[1])
-        .map(|(s, d)| s / d)
-        .collect();
-    par_ratios.sort_by(f64::total_cmp);
     println!(
         "{}-stream throughput ratio shoal / docker-registry: {:.2}x (median of paired rounds)",
         args.parallel,
-        par_ratios[par_ratios.len() / 2]
+        median(
+            parallel[0]
+                .iter()
+                .zip(&parallel[1])
+                .map(|(s, d)| s / d)
+                .collect()
+        )
     );
     Ok(())
 }
@@ -182,23 +181,26 @@ async fn first_byte(client: &reqwest::Client, url: &str) -> anyhow::Result<Durat
     Ok(start.elapsed())
 }
 
+/// The median of a sample (0 for none).
+fn median(mut sample: Vec<f64>) -> f64 {
+    sample.sort_by(f64::total_cmp);
+    sample.get(sample.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Median throughput of a set of fetches.
 fn median_rate(fetches: &[Fetch]) -> f64 {
-    let mut rates: Vec<f64> = fetches.iter().map(Fetch::mib_per_s).collect();
-    rates.sort_by(f64::total_cmp);
-    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    median(fetches.iter().map(Fetch::mib_per_s).collect())
 }
 
 /// Median of the throughput ratios of rounds run back to back: each pair
 /// saw the same machine, which cancels slow drifts in its other load.
 fn paired_ratio(a: &[Fetch], b: &[Fetch]) -> f64 {
-    let mut ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| x.mib_per_s() / y.mib_per_s())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+    median(
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.mib_per_s() / y.mib_per_s())
+            .collect(),
+    )
 }
 
 /// `127.0.0.1:port` from a base URL such as `http://127.0.0.1:5000`.
