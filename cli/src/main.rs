@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: the content store and the OCI registry endpoint.
-    Daemon(settings::DaemonArgs),
+    // Boxed: its many flags dwarf the other commands' arguments.
+    Daemon(Box<settings::DaemonArgs>),
     /// Print the node's peer id (creating its identity if absent), for
     /// building bootstrap addresses: /ip4/<host>/tcp/4001/p2p/<peer id>.
     Identity(identity::IdentityArgs),
@@ -41,7 +42,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Daemon(args) => daemon::run(args),
+        Command::Daemon(args) => daemon::run(*args),
         Command::Identity(args) => identity::run(&args),
         Command::Pull(args) => pull::run(&args),
         Command::Status(args) => status::run(&args),

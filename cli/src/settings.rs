@@ -60,6 +60,9 @@ pub struct DaemonArgs {
     /// Most bytes per second received from peers (same units).
     #[arg(long, env = "SHOAL_PEER_DOWNLOAD", value_name = "RATE")]
     pub peer_download: Option<Rate>,
+    /// Chunk uploads to peers at once, shared out per peer (default 16).
+    #[arg(long, env = "SHOAL_UPLOAD_SLOTS", value_name = "N")]
+    pub upload_slots: Option<usize>,
     /// Most bytes per second received from upstream registries.
     #[arg(long, env = "SHOAL_UPSTREAM_DOWNLOAD", value_name = "RATE")]
     pub upstream_download: Option<Rate>,
@@ -112,6 +115,9 @@ impl DaemonArgs {
                 *field = rate;
             }
         }
+        if let Some(n) = self.upload_slots {
+            limits.upload_slots = n;
+        }
         config.validate().context("invalid configuration")?;
         Ok(config)
     }
@@ -141,6 +147,7 @@ mod tests {
             upstream_split: None,
             peer_upload: None,
             peer_download: None,
+            upload_slots: None,
             upstream_download: None,
             log: "info".into(),
         }
@@ -229,6 +236,25 @@ mod tests {
         let err = args(Some(path.clone()), None)
             .node_config()
             .expect_err("no slots");
+        assert!(
+            format!("{err:#}").contains("limits.upload_slots"),
+            "{err:#}"
+        );
+        // The flag overrides the file, and is checked the same way.
+        std::fs::write(&path, "[limits]\nupload_slots = 8\n").expect("write");
+        assert_eq!(
+            args(Some(path.clone()), None)
+                .node_config()
+                .expect("valid")
+                .limits
+                .upload_slots,
+            8
+        );
+        let mut a = args(Some(path.clone()), None);
+        a.upload_slots = Some(2);
+        assert_eq!(a.node_config().expect("valid").limits.upload_slots, 2);
+        a.upload_slots = Some(0);
+        let err = a.node_config().expect_err("no slots");
         assert!(
             format!("{err:#}").contains("limits.upload_slots"),
             "{err:#}"

@@ -290,6 +290,7 @@ impl Fetcher {
                     let work = async {
                         let early = upstream.is_some().then(|| self.claim_early(&digest));
                         let from_peers = self.download(&state, upstream.is_some()).await;
+                        tracing::debug!(%digest, ms = started.elapsed().as_millis() as u64, ok = from_peers.is_ok(), "asked peers");
                         match (&from_peers, &upstream, early) {
                             (
                                 Err(FetchError::NotFound(_) | FetchError::ProvidersFailed(_)),

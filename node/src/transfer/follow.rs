@@ -90,6 +90,8 @@ enum Event {
         index: u32,
         answer: Option<Vec<u8>>,
         session: Option<Session>,
+        /// How long the ask took (for the debug log).
+        took: Duration,
     },
     Have {
         peer: PeerId,
@@ -359,7 +361,8 @@ impl Fetcher {
                             swarm.have.insert(peer, bits);
                         }
                     }
-                    Event::Chunk { peer, index, answer, session } => {
+                    Event::Chunk { peer, index, answer, session, took } => {
+                        tracing::debug!(%digest, %peer, from_leader = peer == leader, index, ok = answer.is_some(), took_ms = took.as_millis() as u64, in_flight = swarm.in_flight.len(), "chunk answer");
                         swarm.in_flight.remove(&index);
                         if let Some(n) = swarm.busy.get_mut(&peer) {
                             *n = n.saturating_sub(1);
@@ -565,6 +568,7 @@ impl Fetcher {
             let digest = digest.clone();
             let limit = self.download_limit().clone();
             events.push(Box::pin(async move {
+                let asked = Instant::now();
                 let (answer, session) =
                     ask_chunk(&mut control, session, peer, &digest, index, &limit).await;
                 Event::Chunk {
@@ -572,6 +576,7 @@ impl Fetcher {
                     index,
                     answer,
                     session,
+                    took: asked.elapsed(),
                 }
             }));
         }

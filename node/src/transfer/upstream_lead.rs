@@ -52,7 +52,9 @@ impl Fetcher {
     pub(super) fn claim_early(&self, digest: &Digest) -> EarlyClaim {
         let network = self.network().clone();
         let claim = claim_key(digest);
+        let digest = digest.clone();
         tokio::spawn(async move {
+            let began = std::time::Instant::now();
             let alone = network
                 .info()
                 .await
@@ -60,11 +62,13 @@ impl Fetcher {
             // Waited on until it reached the peers closest to its key: from
             // then on every lookup sees it, so two nodes that claim within
             // CLAIM_SETTLE of each other see each other.
-            !alone
+            let claimed = !alone
                 && network
                     .provide_confirmed(&claim, FIND_DEADLINE)
                     .await
-                    .is_ok()
+                    .is_ok();
+            tracing::debug!(%digest, claimed, ms = began.elapsed().as_millis() as u64, "claimed the upstream fetch");
+            claimed
         })
     }
 

@@ -66,8 +66,9 @@ impl ShoalFleet {
         let first = lab.hosts.first().context("no hosts")?;
         let first_dir = dir.join(format!("h{}", first.index));
         let bootstrap = format!(
-            "/ip4/{}/tcp/{P2P_PORT}/p2p/{}",
+            "/ip4/{}/{}/p2p/{}",
             first.ip,
+            p2p_transport(),
             peer_id(bin, &first_dir)?
         );
         let mut fleet = ShoalFleet { nodes: Vec::new() };
@@ -144,7 +145,10 @@ fn spawn(
         .arg("--data-dir")
         .arg(&data)
         .args(["--registry-addr", REGISTRY_ADDR])
-        .args(["--p2p-listen", &format!("/ip4/{}/tcp/{P2P_PORT}", host.ip)])
+        .args([
+            "--p2p-listen",
+            &format!("/ip4/{}/{}", host.ip, p2p_transport()),
+        ])
         .arg("--no-mdns")
         .args(["--upstream", upstream]);
     if let Some(b) = bootstrap {
@@ -190,4 +194,13 @@ fn peer_id(bin: &Path, data_dir: &Path) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The nodes' peer-to-peer transport, as a multiaddr tail: TCP (noise and
+/// yamux over it), or QUIC with `SHOAL_EDGE_TRANSPORT=quic`.
+fn p2p_transport() -> String {
+    match std::env::var("SHOAL_EDGE_TRANSPORT").as_deref() {
+        Ok("quic") => format!("udp/{P2P_PORT}/quic-v1"),
+        _ => format!("tcp/{P2P_PORT}"),
+    }
 }
