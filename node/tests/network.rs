@@ -371,8 +371,9 @@ async fn liars_are_caught_and_the_pull_completes() {
         let banned = d.metric("shoal_peers_banned_total").await;
         let sent_by_liar = liar.metric("shoal_p2p_bytes_sent_total").await;
         eprintln!("{mode:?}: wasted {wasted} bytes, banned {banned}, liar sent {sent_by_liar}");
-        // At most a couple of 1 MiB chunks wasted.
-        assert!(wasted <= 2 * 1024 * 1024, "{mode:?}: wasted {wasted}");
+        // At most a couple of chunks wasted.
+        let chunk = u64::from(shoal_protocol::chunk::DEFAULT_CHUNK_SIZE);
+        assert!(wasted <= 2 * chunk, "{mode:?}: wasted {wasted}");
         if mode == LiarMode::ForgeMap && sent_by_liar > 0 && banned == 0 {
             panic!("{mode:?}: the liar's map was never exposed");
         }

@@ -8,9 +8,16 @@
 
 use std::ops::Range;
 
-/// The default chunk size: 1 MiB. Most layers are smaller than one chunk
-/// (fetched whole); big layers get hundreds of chunks to spread over peers.
-pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
+/// The default chunk size: 256 KiB. A chunk is passed on only once all of
+/// it is in and checked, so every hop of a chunk between peers costs its
+/// whole transfer time, and the last chunk of a blob that fifteen
+/// neighbours want leaves its first holder fifteen times: at 1 MiB the
+/// edge benchmark (N = 16, uplink as fast as a host) took 3.7 × the fluid
+/// bound, at 256 KiB 2.7 × (`docs/benchmarks.md`). Smaller still (128 KiB)
+/// was faster again there but cost more CPU per byte, which two cores
+/// running sixteen nodes did not have. Most layers still fit in a few
+/// chunks (a blob of one chunk is fetched whole); big ones get thousands.
+pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
 /// Smallest chunk size accepted from a peer.
 pub const MIN_CHUNK_SIZE: u32 = 16 * 1024;
 /// Largest chunk size accepted from a peer (bounds memory per request).

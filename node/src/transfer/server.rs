@@ -398,8 +398,11 @@ impl TransferServer {
         if let Some(map) = self.maps.lock().ok()?.get(digest) {
             return Some(map.clone());
         }
+        // A map kept under another chunk size (an older default) would
+        // disagree with the chunks served by index: computed afresh.
+        let plan = ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE).ok()?;
         let map = match self.store.chunk_map(digest).ok()? {
-            Some(map) if map.plan().size() == size => map,
+            Some(map) if map.plan() == plan => map,
             _ => {
                 let map = self.compute_map(digest).await?;
                 if let Err(e) = self.store.put_chunk_map(digest, &map) {
@@ -506,5 +509,70 @@ fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
             Lie::Cut(frame[..frame.len() / 2].to_vec())
         }
         _ => Lie::Send,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shoal_protocol::Digest;
+    use shoal_protocol::chain::ChunkMapBuilder;
+    use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
+    use shoal_protocol::wire::Message;
+
+    use super::TransferServer;
+    use crate::metrics::Metrics;
+    use crate::store::{Store, StoreOptions};
+    use crate::transfer::downloads::Downloads;
+
+    /// A store that kept a blob's map under an older default chunk size
+    /// (4× the current one) serves a map that fits the chunks it serves.
+    #[tokio::test]
+    async fn a_map_kept_under_another_chunk_size_is_computed_afresh() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(StoreOptions {
+            root: dir.path().to_path_buf(),
+        })
+        .expect("store");
+        let data: Vec<u8> = (0..10 * DEFAULT_CHUNK_SIZE + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        assert!(
+            data.len() > 4 * DEFAULT_CHUNK_SIZE as usize,
+            "the old plan has chunks"
+        );
+        let digest = Digest::sha256_of(&data);
+        store.put_blob(&digest, &data).await.expect("put");
+        let old_plan =
+            ChunkPlan::for_size(data.len() as u64, 4 * DEFAULT_CHUNK_SIZE).expect("plan");
+        let mut old = ChunkMapBuilder::new(digest.algorithm(), old_plan);
+        old.update(&data);
+        let (old, whole) = old.finish().expect("old map");
+        assert_eq!(whole, digest);
+        store.put_chunk_map(&digest, &old).expect("keep old map");
+
+        let server = TransferServer::new(store, Arc::new(Metrics::default()), Downloads::default());
+        let Message::Map { map, .. } = server
+            .answer(Message::GetMap {
+                digest: digest.clone(),
+            })
+            .await
+        else {
+            panic!("no map");
+        };
+        let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
+        assert_eq!(map.plan(), plan);
+        let Message::Chunk { bytes, .. } = server
+            .answer(Message::GetChunk {
+                digest: digest.clone(),
+                index: 1,
+            })
+            .await
+        else {
+            panic!("no chunk");
+        };
+        let range = plan.range(1).expect("range");
+        assert_eq!(bytes, data[range.start as usize..range.end as usize]);
     }
 }
