@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use shoal_protocol::Digest;
 use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
-use shoal_protocol::chunk::{ChunkPlan, DEFAULT_CHUNK_SIZE};
+use shoal_protocol::chunk::{ChunkError, ChunkPlan, DEFAULT_CHUNK_SIZE};
 use shoal_protocol::share::SplitShare;
 use shoal_protocol::wire::{Message, PROTOCOL_NAME};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -30,7 +30,7 @@ use super::framed::{self, FrameError, FrameReader};
 use super::session::REQUEST_TIMEOUT;
 use crate::limits::{DEFAULT_UPLOAD_SLOTS, RateLimiter, UploadSlots};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreEvent};
+use crate::store::{Store, StoreError, StoreEvent};
 
 /// Streams are sessions a peer keeps open and reuses (a follower holds one
 /// or three per blob it follows), so a node that many peers follow at once
@@ -219,7 +219,11 @@ impl TransferServer {
             };
             match event {
                 Ok(StoreEvent::Committed(digest)) => {
-                    if matches!(self.store.chunk_map(&digest), Ok(None)) {
+                    let missing = match self.store.blob_size(&digest) {
+                        Ok(Some(size)) => matches!(self.kept_map(&digest, size), Ok(None)),
+                        _ => false,
+                    };
+                    if missing {
                         let _ = self.map(&digest).await;
                     }
                 }
@@ -238,7 +242,7 @@ impl TransferServer {
     async fn answer(&self, request: Message) -> Message {
         match request {
             Message::GetInfo { digest } => match self.store.blob_size(&digest) {
-                Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
+                Ok(Some(size)) => match served_plan(size) {
                     Ok(plan) => Message::Info {
                         digest,
                         size,
@@ -271,7 +275,7 @@ impl TransferServer {
                 },
             },
             Message::GetHave { digest } => match self.store.blob_size(&digest) {
-                Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
+                Ok(Some(size)) => match served_plan(size) {
                     Ok(plan) => Message::Have {
                         digest,
                         bitmap: super::bitmap::encode(std::iter::repeat_n(
@@ -316,7 +320,7 @@ impl TransferServer {
             },
             Message::GetShare { digest } => match self.store.blob_size(&digest) {
                 // Whole here: every chunk may be asked for.
-                Ok(Some(size)) => match ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE) {
+                Ok(Some(size)) => match served_plan(size) {
                     Ok(plan) => {
                         // Fetched in a split lately: still vouching for
                         // its range, for partners that missed a hash.
@@ -375,7 +379,7 @@ impl TransferServer {
                 .await
                 .ok();
         };
-        let plan = ChunkPlan::for_size(blob.size, DEFAULT_CHUNK_SIZE).ok()?;
+        let plan = served_plan(blob.size).ok()?;
         let range = plan.range(index).ok()?;
         let mut file = blob.file;
         file.seek(std::io::SeekFrom::Start(range.start))
@@ -398,12 +402,9 @@ impl TransferServer {
         if let Some(map) = self.maps.lock().ok()?.get(digest) {
             return Some(map.clone());
         }
-        // A map kept under another chunk size (an older default) would
-        // disagree with the chunks served by index: computed afresh.
-        let plan = ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE).ok()?;
-        let map = match self.store.chunk_map(digest).ok()? {
-            Some(map) if map.plan() == plan => map,
-            _ => {
+        let map = match self.kept_map(digest, size).ok()? {
+            Some(map) => map,
+            None => {
                 let map = self.compute_map(digest).await?;
                 if let Err(e) = self.store.put_chunk_map(digest, &map) {
                     tracing::debug!(%digest, error = %e, "could not keep a chunk map");
@@ -421,9 +422,20 @@ impl TransferServer {
         Some(map)
     }
 
+    /// The map the store kept for `digest` (of `size` bytes), if it fits
+    /// the plan chunks are served under: one kept under another chunk size
+    /// (an older default) would disagree with the chunks served by index.
+    fn kept_map(&self, digest: &Digest, size: u64) -> Result<Option<ChunkMap>, StoreError> {
+        let plan = served_plan(size).ok();
+        Ok(self
+            .store
+            .chunk_map(digest)?
+            .filter(|map| Some(map.plan()) == plan))
+    }
+
     async fn compute_map(&self, digest: &Digest) -> Option<ChunkMap> {
         let blob = self.store.open_blob(digest).await.ok()??;
-        let plan = ChunkPlan::for_size(blob.size, DEFAULT_CHUNK_SIZE).ok()?;
+        let plan = served_plan(blob.size).ok()?;
         let file = blob.file.into_std().await;
         let expected = digest.clone();
         tokio::task::spawn_blocking(move || -> Option<ChunkMap> {
@@ -510,6 +522,12 @@ fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
         }
         _ => Lie::Send,
     }
+}
+
+/// The plan every committed blob is served under: its chunk map, have-map
+/// and chunk indices all follow it.
+fn served_plan(size: u64) -> Result<ChunkPlan, ChunkError> {
+    ChunkPlan::for_size(size, DEFAULT_CHUNK_SIZE)
 }
 
 #[cfg(test)]
