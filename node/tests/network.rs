@@ -78,13 +78,24 @@ async fn find_eventually(
     digest: &Digest,
     want: &[libp2p::PeerId],
 ) -> Vec<libp2p::PeerId> {
-    let mut found = Vec::new();
-    for _ in 0..50 {
-        found = node
-            .handle
+    until_named(want, || async {
+        node.handle
             .find_providers(digest, 10, Duration::from_secs(2))
             .await
-            .expect("find");
+            .expect("find")
+    })
+    .await
+}
+
+/// Repeats `ask` for up to five seconds until its answer names all of `want`.
+async fn until_named<F, A>(want: &[libp2p::PeerId], ask: F) -> Vec<libp2p::PeerId>
+where
+    F: Fn() -> A,
+    A: std::future::Future<Output = Vec<libp2p::PeerId>>,
+{
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = ask().await;
         if want.iter().all(|p| found.contains(p)) {
             return found;
         }
@@ -116,6 +127,89 @@ async fn providers_are_found_across_nodes() {
         .expect("find");
     assert!(none.is_empty());
     assert!(started.elapsed() <= Duration::from_secs(4));
+}
+
+/// In a site smaller than Kademlia's replication factor, announcements
+/// made while a node is up reach its own store, which answers without a
+/// lookup; one made before it joined is found by a lookup only.
+#[tokio::test]
+async fn a_small_site_answers_recent_announcements_from_the_store() {
+    let a = start(Vec::new()).await;
+    let early = Digest::sha256_of(b"announced before c joined");
+    a.handle.provide(&early).await.expect("provide");
+    let b = start(vec![a.addr.clone()]).await;
+    let c = start(vec![a.addr.clone(), b.addr.clone()]).await;
+    wait_connected(&a, 2).await;
+    wait_connected(&c, 2).await;
+
+    let claim = Digest::sha256_of(b"a claim of this moment");
+    a.handle
+        .provide_confirmed(&claim, Duration::from_secs(5))
+        .await
+        .expect("provide");
+    b.handle
+        .provide_confirmed(&claim, Duration::from_secs(5))
+        .await
+        .expect("provide");
+    let (pa, pb) = (a.handle.peer_id(), b.handle.peer_id());
+    let stored = until_named(&[pa, pb], || async {
+        c.handle
+            .stored_providers(&claim, 10)
+            .await
+            .expect("ask")
+            .expect("a node knowing two peers answers from its store")
+    })
+    .await;
+    assert!(stored.contains(&pa) && stored.contains(&pb), "{stored:?}");
+    let recent = c
+        .handle
+        .recent_providers(&claim, 10, Duration::from_secs(2))
+        .await
+        .expect("ask");
+    assert!(recent.contains(&pa) && recent.contains(&pb), "{recent:?}");
+
+    // Nobody announced this: an empty answer from the store, not a lookup.
+    let none = c
+        .handle
+        .stored_providers(&Digest::sha256_of(b"absent"), 10)
+        .await
+        .expect("ask");
+    assert_eq!(none, Some(Vec::new()));
+
+    // Announced before c came up: not in c's store, found by a lookup.
+    let stored = c.handle.stored_providers(&early, 10).await.expect("ask");
+    assert_eq!(stored, Some(Vec::new()));
+    let found = find_eventually(&c, &early, &[pa]).await;
+    assert!(found.contains(&pa), "{found:?}");
+}
+
+/// A node that knows as many peers as the replication factor is not sent
+/// every announcement: its store does not answer.
+#[tokio::test]
+async fn a_node_knowing_many_peers_does_not_answer_from_its_store() {
+    let hub = start(Vec::new()).await;
+    let claim = Digest::sha256_of(b"a claim");
+    hub.handle.provide(&claim).await.expect("provide");
+    assert_eq!(
+        hub.handle.stored_providers(&claim, 10).await.expect("ask"),
+        Some(vec![hub.handle.peer_id()])
+    );
+    let mut others = Vec::new();
+    for _ in 0..20 {
+        others.push(start(vec![hub.addr.clone()]).await);
+    }
+    let mut answer = Some(Vec::new());
+    for _ in 0..250 {
+        answer = hub.handle.stored_providers(&claim, 10).await.expect("ask");
+        if answer.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        answer, None,
+        "a node knowing 20 peers answered from its store"
+    );
 }
 
 #[tokio::test]

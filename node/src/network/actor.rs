@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -215,6 +216,16 @@ impl EventLoop {
                     .kad
                     .stop_providing(&key_of(&digest));
             }
+            Command::StoredProviders {
+                digest,
+                limit,
+                reply,
+            } => {
+                let stored = self
+                    .holds_every_record()
+                    .then(|| self.stored_providers(&key_of(&digest), limit));
+                let _ = reply.send(stored);
+            }
             Command::FindProviders {
                 digest,
                 limit,
@@ -315,6 +326,36 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// Whether every provider record published while this node is up
+    /// reaches it: a publisher sends its record to the replication-factor
+    /// closest peers it finds, and with fewer peers than that in the
+    /// network (as this node sees it) that is all of them.
+    fn holds_every_record(&mut self) -> bool {
+        let known: usize = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|bucket| bucket.num_entries())
+            .sum();
+        known < kad::K_VALUE.get()
+    }
+
+    /// Providers of `key` in this node's own store, expired ones left out.
+    fn stored_providers(&mut self, key: &RecordKey, limit: usize) -> Vec<PeerId> {
+        let now = std::time::Instant::now();
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let mut peers: Vec<PeerId> = store
+            .providers(key)
+            .into_iter()
+            .filter(|record| !record.is_expired(now))
+            .map(|record| record.provider)
+            .collect();
+        peers.dedup();
+        peers.truncate(limit.max(1));
+        peers
     }
 
     fn answer_find(&mut self, id: QueryId) {

@@ -50,6 +50,13 @@ pub(crate) enum Command {
         limit: usize,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    /// The node's own store's providers of `digest`, if it holds every
+    /// record announced while it is up.
+    StoredProviders {
+        digest: Digest,
+        limit: usize,
+        reply: oneshot::Sender<Option<Vec<PeerId>>>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NetworkError>>,
@@ -83,6 +90,9 @@ impl std::fmt::Debug for Command {
             Command::Unprovide { digest } => write!(f, "Unprovide({digest})"),
             Command::FindProviders { digest, limit, .. } => {
                 write!(f, "FindProviders({digest}, {limit})")
+            }
+            Command::StoredProviders { digest, limit, .. } => {
+                write!(f, "StoredProviders({digest}, {limit})")
             }
             Command::Dial { addr, .. } => write!(f, "Dial({addr})"),
             Command::Info { .. } => write!(f, "Info"),
@@ -192,6 +202,44 @@ impl NetworkHandle {
         {
             Ok(found) => found,
             Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Peers that announced `digest` while this node was up, from its own
+    /// store, without a lookup: `None` unless the node knows fewer peers
+    /// than Kademlia's replication factor. Then every announcement made
+    /// since it came up was sent to it as to every other peer, and a lookup
+    /// would gather the same records from the same stores after half a
+    /// second of round trips (sixteen nodes looking up every layer of an
+    /// image in the same second kept two cores busy). Only for records of
+    /// the moment — claims and partial blobs of a rollout: a blob announced
+    /// before this node came up is not in its store.
+    pub async fn stored_providers(
+        &self,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Option<Vec<PeerId>>, NetworkError> {
+        let digest = digest.clone();
+        self.ask(|reply| Command::StoredProviders {
+            digest,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Peers that announced `digest` while this node was up: from its own
+    /// store when that holds them all ([`NetworkHandle::stored_providers`]),
+    /// else by a lookup.
+    pub async fn recent_providers(
+        &self,
+        digest: &Digest,
+        limit: usize,
+        deadline: Duration,
+    ) -> Result<Vec<PeerId>, NetworkError> {
+        match self.stored_providers(digest, limit).await? {
+            Some(peers) => Ok(peers),
+            None => self.find_providers(digest, limit, deadline).await,
         }
     }
 

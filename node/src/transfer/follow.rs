@@ -287,7 +287,7 @@ impl Fetcher {
                 let (network, digest) = (self.network().clone(), digest.clone());
                 events.push(Box::pin(async move {
                     let found = network
-                        .find_providers(&digest, MAX_MEMBERS, FIND_DEADLINE)
+                        .recent_providers(&digest, MAX_MEMBERS, FIND_DEADLINE)
                         .await
                         .unwrap_or_default();
                     Event::Members(found)

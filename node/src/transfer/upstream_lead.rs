@@ -208,6 +208,15 @@ impl Fetcher {
     /// among equals the first in that order, this node included, so
     /// claimants that saw each other agree without talking. The ones
     /// already given up on are left out.
+    ///
+    /// In a site smaller than the DHT's replication factor the node's own
+    /// store holds the claims: naming another node from it, the node
+    /// follows at once (one that turns out to follow too relays its
+    /// leader's chunks). Naming itself, it looks up the claims first: a
+    /// claim still on its way when the store was read would make two
+    /// nodes fetch the blob from upstream, and the lookup gives the claims
+    /// that half second longer to arrive — a fetch from upstream too many
+    /// costs a whole copy over the uplink, a later start a fraction of one.
     async fn leader(
         &self,
         digest: &Digest,
@@ -218,19 +227,43 @@ impl Fetcher {
     ) -> Option<PeerId> {
         let network = self.network();
         let (claimants, fetching) = tokio::join!(
+            network.stored_providers(claim, 20),
+            network.stored_providers(digest, 20),
+        );
+        if let (Ok(Some(claimants)), Ok(Some(fetching))) = (claimants, fetching) {
+            let pick = self.pick_among(claim, claimants, fetching, me, me_fetching, gone);
+            if pick != me {
+                return Some(pick);
+            }
+        }
+        let (claimants, fetching) = tokio::join!(
             network.find_providers(claim, 20, FIND_DEADLINE),
             network.find_providers(digest, 20, FIND_DEADLINE),
         );
+        let claimants = claimants.ok()?;
+        let fetching = fetching.unwrap_or_default();
+        Some(self.pick_among(claim, claimants, fetching, me, me_fetching, gone))
+    }
+
+    /// [`pick_leader`] on what a lookup or the store found, the peers given
+    /// up on and banned left out.
+    fn pick_among(
+        &self,
+        claim: &Digest,
+        claimants: Vec<PeerId>,
+        mut fetching: Vec<PeerId>,
+        me: PeerId,
+        me_fetching: bool,
+        gone: &[PeerId],
+    ) -> PeerId {
         let candidates: Vec<PeerId> = claimants
-            .ok()?
             .into_iter()
             .filter(|p| *p != me && !gone.contains(p) && !self.peer_book().is_banned(p))
             .collect();
-        let mut fetching = fetching.unwrap_or_default();
         if me_fetching {
             fetching.push(me);
         }
-        Some(pick_leader(claim, &candidates, &fetching, me))
+        pick_leader(claim, &candidates, &fetching, me)
     }
 }
 
