@@ -9,6 +9,10 @@
 //! cargo build --release -p shoal -p shoal-simulations
 //! target/release/swarm_fetch --size-mib 200 --small 200
 //! ```
+//!
+//! `SHOAL_SWARM_LOG` sets the log filter of the node that fetches the small
+//! blobs (e.g. `info,shoal_node::transfer=debug`); its log is then copied to
+//! `swarm_fetch-small.log` in the current directory.
 
 use std::time::{Duration, Instant};
 
@@ -138,13 +142,19 @@ async fn main() -> anyhow::Result<()> {
             .await?,
         );
     }
-    let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
+    let log_filter = std::env::var("SHOAL_SWARM_LOG").ok();
+    let empty =
+        start_peer(0, Some(&bootstrap), log_filter.as_deref().unwrap_or("warn")).map_err(err)?;
     let first = format!("{}/v2/bench/small/blobs/{}", empty.url(), digests[0]);
     wait_visible(&client, &first).await?;
     let mut latencies = Vec::new();
     for d in &digests[1..] {
         let url = format!("{}/v2/bench/small/blobs/{d}", empty.url());
         latencies.push(fetch(&client, &url, d, true).await?.total);
+    }
+    if log_filter.is_some() {
+        std::fs::write("swarm_fetch-small.log", empty.log())
+            .context("writing swarm_fetch-small.log")?;
     }
     let (p50, p99) = percentiles(&mut latencies);
     println!(
