@@ -13,6 +13,8 @@ mod common;
 use common::{Daemon, pattern};
 
 const MIB: u64 = 1024 * 1024;
+/// The chunk size nodes serve under.
+const CHUNK: u64 = shoal_protocol::chunk::DEFAULT_CHUNK_SIZE as u64;
 
 fn random_blob(len: u64) -> Vec<u8> {
     pattern(len as usize, len ^ u64::from(std::process::id()))
@@ -60,7 +62,6 @@ async fn a_restarted_node_resumes_instead_of_starting_over() {
     // A slow provider, so the download can be cut in the middle.
     let a = Daemon::start_lying(dir_a.path(), None, Vec::new(), Some(LiarMode::Slow)).await;
     let size = 64 * MIB;
-    let chunk = u64::from(shoal_protocol::chunk::DEFAULT_CHUNK_SIZE);
     let data = random_blob(size);
     let digest = a.push("app", &data).await;
     let d = Daemon::start(dir_d.path(), None, vec![a.p2p_addr.clone()]).await;
@@ -79,7 +80,7 @@ async fn a_restarted_node_resumes_instead_of_starting_over() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent_before_restart = a.metric("shoal_p2p_bytes_sent_total").await;
     assert!(
-        verified < size / chunk,
+        verified < size / CHUNK,
         "the download finished before the node was stopped"
     );
 
@@ -93,13 +94,13 @@ async fn a_restarted_node_resumes_instead_of_starting_over() {
     assert_eq!(Digest::sha256_of(&body), digest);
     let sent_after_restart = a.metric("shoal_p2p_bytes_sent_total").await - sent_before_restart;
     // At least `verified` chunks were stored before the stop.
-    let remaining = size - verified * chunk;
+    let remaining = size - verified * CHUNK;
     eprintln!(
         "resume: {verified} of {} chunks stored before the stop; {sent_after_restart} bytes fetched after the restart, {remaining} remained",
-        size / chunk
+        size / CHUNK
     );
     assert!(
-        sent_after_restart <= remaining + 4 * chunk,
+        sent_after_restart <= remaining + 4 * CHUNK,
         "fetched {sent_after_restart} bytes after the restart, but only {remaining} remained"
     );
     for node in [a, d] {
@@ -112,7 +113,7 @@ async fn a_node_serves_what_it_has_of_a_blob_still_arriving() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let a = Daemon::start_lying(dirs[0].path(), None, Vec::new(), Some(LiarMode::Slow)).await;
     let size = 64 * MIB;
-    let chunks = size / u64::from(shoal_protocol::chunk::DEFAULT_CHUNK_SIZE);
+    let chunks = size / CHUNK;
     let data = random_blob(size);
     let digest = a.push("app", &data).await;
     let d = Daemon::start(dirs[1].path(), None, vec![a.p2p_addr.clone()]).await;

@@ -353,7 +353,6 @@ impl EventLoop {
             .filter(|record| !record.is_expired(now))
             .map(|record| record.provider)
             .collect();
-        peers.dedup();
         peers.truncate(limit.max(1));
         peers
     }
