@@ -1,8 +1,10 @@
 //! Several nodes pulling the same blob from upstream at once (issue 5):
-//! one fetches it over the uplink and the others follow it, taking each
-//! chunk from it or from each other as soon as it has arrived; when the
-//! leader dies half-way, another node goes on from where the chunks got
-//! to, so the blob still crosses the uplink about once.
+//! one fetches it over the uplink and the others follow it in a chain,
+//! each taking every chunk from the one before it as soon as that one has
+//! it; when the leader dies half-way, another node goes on from where the
+//! chunks got to, so the blob still crosses the uplink about once; when a
+//! follower in the chain dies, the ones behind it take from the one before
+//! it.
 //!
 //! The upstream is a paced origin on loopback that counts the bytes it
 //! sends (`common/slow_origin.rs`).
@@ -122,6 +124,61 @@ async fn a_leader_dying_half_way_is_taken_over_without_starting_over() {
     assert!(
         sent <= blob.len() + 4 * MIB,
         "the origin sent {sent} bytes for a blob of {}: the new leader started over",
+        blob.len()
+    );
+    for m in mirrors {
+        m.stop().await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_dying_mid_chain_is_passed_over() {
+    let blob = pattern(24 * MIB, 53);
+    let digest = Digest::sha256_of(&blob);
+    let origin = SlowOrigin::start(std::slice::from_ref(&blob), 6 * MIB as u64).await;
+    let dirs = data_dirs(5);
+    let (hub, mut mirrors) = mirror_site(&dirs, &origin.url, 1).await;
+
+    let pulls: Vec<_> = mirrors
+        .iter()
+        .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while (origin.sent() as usize) < blob.len() / 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the origin never got a third of the way"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A follower that has sent chunks is relaying them to the one behind it.
+    let mut relay = None;
+    let mut most_sent = 0;
+    for (i, m) in mirrors.iter().enumerate() {
+        if m.metric("shoal_upstream_bytes_received_total").await > 0 {
+            continue;
+        }
+        let sent = m.metric("shoal_p2p_bytes_sent_total").await;
+        if sent > most_sent {
+            (relay, most_sent) = (Some(i), sent);
+        }
+    }
+    let relay = relay.expect("a follower relays chunks to another");
+    eprintln!("stopping a follower that relayed {most_sent} bytes");
+    mirrors.remove(relay).stop().await;
+
+    for (i, p) in pulls.into_iter().enumerate() {
+        let r = p.await.expect("task");
+        if i != relay {
+            assert_eq!(r, Ok(digest.clone()), "pull {i}");
+        }
+    }
+    let sent = origin.sent() as usize;
+    eprintln!("origin sent {sent} bytes for a {} byte blob", blob.len());
+    assert!(
+        sent as f64 <= 1.1 * blob.len() as f64,
+        "the origin sent {sent} bytes for a blob of {}: losing a follower cost an upstream fetch",
         blob.len()
     );
     for m in mirrors {

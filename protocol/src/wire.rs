@@ -103,7 +103,20 @@ pub enum Message {
         digest: Digest,
         share: SplitShare,
     },
+    /// Like `GetChunk`, but for a chunk the peer may not hold yet: it
+    /// answers with the chunk as soon as it holds it, or `NotFound` after
+    /// `wait_ms` (at most [`MAX_CHUNK_WAIT_MS`]). A follower relaying a
+    /// blob down a chain of followers asks its predecessor this way, so a
+    /// chunk moves on the moment it is checked instead of at the next poll.
+    WaitChunk {
+        digest: Digest,
+        index: u32,
+        wait_ms: u32,
+    },
 }
+
+/// Longest a `WaitChunk` is held by the peer asked.
+pub const MAX_CHUNK_WAIT_MS: u32 = 5_000;
 
 /// Longest tag name in `GetTag`/`TagIs`: a host, a repository name (255)
 /// and a tag (128), with room to spare.
@@ -135,6 +148,7 @@ const GET_PREFIX: u8 = 13;
 const PREFIX: u8 = 14;
 const GET_SHARE: u8 = 15;
 const SHARE: u8 = 16;
+const WAIT_CHUNK: u8 = 17;
 
 /// Longest `Refused` reason kept (longer ones are cut on encode).
 const MAX_REASON: usize = 256;
@@ -243,6 +257,16 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             put_digest(&mut body, digest);
             share.encode(&mut body);
             SHARE
+        }
+        Message::WaitChunk {
+            digest,
+            index,
+            wait_ms,
+        } => {
+            put_digest(&mut body, digest);
+            body.extend_from_slice(&index.to_be_bytes());
+            body.extend_from_slice(&wait_ms.to_be_bytes());
+            WAIT_CHUNK
         }
     };
     let mut frame = Vec::with_capacity(5 + body.len());
@@ -398,6 +422,11 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
             r.take(used)?;
             Message::Share { digest, share }
         }
+        WAIT_CHUNK => Message::WaitChunk {
+            digest: r.digest()?,
+            index: r.u32()?,
+            wait_ms: r.u32()?,
+        },
         other => return Err(WireError::UnknownKind(other)),
     };
     r.end()?;
@@ -482,6 +511,11 @@ mod tests {
                     share.have[2] = true;
                     share
                 },
+            },
+            Message::WaitChunk {
+                digest: Digest::sha256_of(b"relayed"),
+                index: 7,
+                wait_ms: 1_000,
             },
         ]
     }

@@ -104,6 +104,9 @@ pub struct DownloadState {
     pub digest: Digest,
     view: Mutex<Option<PartialView>>,
     progress: watch::Sender<Progress>,
+    /// Bumped whenever the view changes, so the transfer server can answer
+    /// a `WaitChunk` the moment the chunk becomes servable.
+    changes: watch::Sender<u64>,
     /// Whether every chunk is proven (the last chunk may be released).
     proven: Mutex<bool>,
 }
@@ -114,6 +117,7 @@ impl DownloadState {
             digest,
             view: Mutex::new(None),
             progress: watch::channel(Progress::default()).0,
+            changes: watch::channel(0).0,
             proven: Mutex::new(false),
         }
     }
@@ -121,6 +125,19 @@ impl DownloadState {
     fn view_mut<R>(&self, f: impl FnOnce(&mut Option<PartialView>) -> R) -> R {
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut view)
+    }
+
+    /// As `view_mut`, for a change: whoever waits on [`changes`](Self::changes) looks again.
+    fn change<R>(&self, f: impl FnOnce(&mut Option<PartialView>) -> R) -> R {
+        let r = self.view_mut(f);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        r
+    }
+
+    /// Fires after every change to the view (a chunk checked, more chain
+    /// states known, a new plan) and when the download finishes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn view(&self) -> Option<PartialView> {
@@ -142,7 +159,7 @@ impl DownloadState {
         map: Option<Arc<ChunkMap>>,
         source: &'static str,
     ) {
-        let replaced = self.view_mut(|v| {
+        let replaced = self.change(|v| {
             let replaced = v.is_some();
             *v = Some(PartialView {
                 partial,
@@ -167,7 +184,7 @@ impl DownloadState {
     /// Everything written so far is disowned (it was thrown away): the
     /// next plan starts from nothing, and streamed bytes are not vouched for.
     pub fn reset(&self) {
-        let had = self.view_mut(|v| v.take().is_some());
+        let had = self.change(|v| v.take().is_some());
         *self.proven.lock().unwrap_or_else(|p| p.into_inner()) = false;
         if had {
             self.progress.send_modify(|p| {
@@ -179,7 +196,7 @@ impl DownloadState {
 
     /// More chain states are known (see [`PartialView::prefix`]).
     pub fn set_prefix(&self, prefix: ChainPrefix) {
-        self.view_mut(|v| {
+        self.change(|v| {
             if let Some(view) = v.as_mut() {
                 view.prefix = Some(prefix);
             }
@@ -189,7 +206,7 @@ impl DownloadState {
     /// The download is (now) part of a split fetch, with `share` as this
     /// node's share of it.
     pub fn set_split(&self, share: SplitShare) {
-        self.view_mut(|v| {
+        self.change(|v| {
             if let Some(view) = v.as_mut() {
                 view.split = Some(share);
             }
@@ -198,7 +215,7 @@ impl DownloadState {
 
     /// This node fetches `range` from upstream too (a split fetch).
     pub fn own(&self, range: std::ops::Range<u32>) {
-        self.view_mut(|v| {
+        self.change(|v| {
             if let Some(split) = v.as_mut().and_then(|view| view.split.as_mut()) {
                 split.own(range);
             }
@@ -208,7 +225,7 @@ impl DownloadState {
     /// Chunk `index`, fetched from upstream in a split fetch, is vouched
     /// for with `hash`.
     pub fn vouch(&self, index: u32, hash: ChunkHash) {
-        self.view_mut(|v| {
+        self.change(|v| {
             if let Some(split) = v.as_mut().and_then(|view| view.split.as_mut()) {
                 split.vouch(index, hash);
             }
@@ -222,7 +239,7 @@ impl DownloadState {
 
     /// Chunk `index` is written and checked against the map.
     pub fn mark_checked(&self, index: u32) {
-        let streamable = self.view_mut(|v| {
+        let streamable = self.change(|v| {
             let view = v.as_mut()?;
             *view.checked.get_mut(index as usize)? = true;
             Some(self.streamable(view))
@@ -267,6 +284,7 @@ impl DownloadState {
             }
             p.finished = Some(finished);
         });
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Progress> {

@@ -10,6 +10,7 @@ mod follow;
 mod framed;
 mod from_upstream;
 mod peers;
+mod relay_chain;
 mod schedule;
 mod server;
 mod session;

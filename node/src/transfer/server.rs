@@ -20,9 +20,10 @@ use shoal_protocol::Digest;
 use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
 use shoal_protocol::chunk::{ChunkError, ChunkPlan, DEFAULT_CHUNK_SIZE};
 use shoal_protocol::share::SplitShare;
-use shoal_protocol::wire::{Message, PROTOCOL_NAME};
+use shoal_protocol::wire::{MAX_CHUNK_WAIT_MS, Message, PROTOCOL_NAME};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::downloads::{Downloads, PartialView};
@@ -39,6 +40,8 @@ use crate::store::{Store, StoreError, StoreEvent};
 pub const MAX_INBOUND_STREAMS: usize = 512;
 /// Chunk maps kept in memory; computing one reads the whole blob.
 const MAP_CACHE: usize = 256;
+/// How often a held `WaitChunk` looks again without being woken.
+const AWAIT_RECHECK: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct TransferServer {
@@ -157,6 +160,20 @@ impl TransferServer {
                 Ok(m) => m,
                 Err(FrameError::Closed) => return Ok(()),
                 Err(e) => return Err(e),
+            };
+            // A chunk asked for ahead of time is waited for first, with no
+            // upload slot held, then served like any other.
+            let request = match request {
+                Message::WaitChunk {
+                    digest,
+                    index,
+                    wait_ms,
+                } => {
+                    let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_CHUNK_WAIT_MS)));
+                    self.await_chunk(&digest, index, wait).await;
+                    Message::GetChunk { digest, index }
+                }
+                other => other,
             };
             // A chunk is read and sent under a fair upload slot and paid
             // for at the upload rate; other replies are small and free.
@@ -360,6 +377,42 @@ impl TransferServer {
         }
     }
 
+    /// Returns once chunk `index` of `digest` can be served, or after
+    /// `wait`. Woken by the download's changes; looks again every
+    /// [`AWAIT_RECHECK`] in case the download has not started yet or has
+    /// just been committed.
+    async fn await_chunk(&self, digest: &Digest, index: u32, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Subscribed before looking, so a change in between is not missed.
+            let mut changes = self.downloads.get(digest).map(|s| s.changes());
+            if self.can_serve(digest, index) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let until = deadline.min(now + AWAIT_RECHECK);
+            match changes.as_mut() {
+                Some(changes) => {
+                    let _ = tokio::time::timeout_at(until, changes.changed()).await;
+                }
+                None => tokio::time::sleep_until(until).await,
+            }
+        }
+    }
+
+    /// Whether a `GetChunk` for chunk `index` would be answered with it.
+    fn can_serve(&self, digest: &Digest, index: u32) -> bool {
+        match self.store.blob_size(digest) {
+            Ok(Some(size)) => served_plan(size).is_ok_and(|plan| index < plan.count()),
+            _ => self
+                .partial(digest)
+                .is_some_and(|view| view.servable(index)),
+        }
+    }
+
     /// The download of `digest` under way, if it has a chunk map yet.
     fn partial(&self, digest: &Digest) -> Option<super::downloads::PartialView> {
         self.downloads.get(digest)?.view()
@@ -543,6 +596,7 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::store::{Store, StoreOptions};
     use crate::transfer::downloads::Downloads;
+    use tokio::time::{Duration, Instant};
 
     /// A store that kept a blob's map under an older default chunk size
     /// (4× the current one) serves a map that fits the chunks it serves.
@@ -592,5 +646,80 @@ mod tests {
         };
         let range = plan.range(1).expect("range");
         assert_eq!(bytes, data[range.start as usize..range.end as usize]);
+    }
+
+    /// A `WaitChunk` for a chunk still on its way is held until the chunk
+    /// is checked (and then served), or for the wait asked for.
+    #[tokio::test]
+    async fn a_held_chunk_ask_is_answered_once_the_chunk_is_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(StoreOptions {
+            root: dir.path().to_path_buf(),
+        })
+        .expect("store");
+        let data: Vec<u8> = (0..3 * DEFAULT_CHUNK_SIZE)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let digest = Digest::sha256_of(&data);
+        let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
+        let mut builder = ChunkMapBuilder::new(digest.algorithm(), plan);
+        builder.update(&data);
+        let (map, _) = builder.finish().expect("map");
+        let partial = store
+            .partial_blob(&digest, plan.size(), plan.chunk_size())
+            .expect("partial");
+        let downloads = Downloads::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _download = downloads.join_or_start(&digest, |state| {
+            tx.send(state).expect("send");
+        });
+        let state = rx.recv().expect("state");
+        state.set_map(partial.clone(), Arc::new(map));
+        let server = TransferServer::new(store, Arc::new(Metrics::default()), downloads);
+
+        // Nothing arrives: the ask is held for the whole wait, and then
+        // there is still nothing to serve.
+        let asked = Instant::now();
+        server
+            .await_chunk(&digest, 1, Duration::from_millis(200))
+            .await;
+        assert!(asked.elapsed() >= Duration::from_millis(200));
+        assert!(!server.can_serve(&digest, 1));
+
+        // The chunk is checked while the ask waits: it is answered then,
+        // long before the wait is over.
+        let range = plan.range(1).expect("range");
+        let chunk = data[range.start as usize..range.end as usize].to_vec();
+        let arrives = {
+            let (state, chunk) = (state.clone(), chunk.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                partial
+                    .write_chunk(1, range.start, chunk)
+                    .await
+                    .expect("write");
+                state.mark_checked(1);
+            })
+        };
+        let asked = Instant::now();
+        server
+            .await_chunk(&digest, 1, Duration::from_secs(30))
+            .await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "answered when the chunk came, not at the end of the wait"
+        );
+        arrives.await.expect("writer");
+        let Message::Chunk { bytes, .. } = server
+            .answer(Message::GetChunk {
+                digest: digest.clone(),
+                index: 1,
+            })
+            .await
+        else {
+            panic!("the chunk is not served");
+        };
+        assert_eq!(bytes, chunk);
+        assert!(!server.can_serve(&digest, 0), "only the checked chunk");
     }
 }

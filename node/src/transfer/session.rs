@@ -61,14 +61,16 @@ impl Session {
 
 /// Asks `peer` for chunk `index` of `digest` on `session` (or a new
 /// stream), paying for the bytes at `limit` (`[limits] peer_download`).
-/// Returns the bytes, if it sent the chunk asked for, and the stream, if it
-/// is still good for another request.
+/// With `wait`, the peer may hold the request that long for a chunk it
+/// does not have yet (`WaitChunk`). Returns the bytes, if it sent the chunk
+/// asked for, and the stream, if it is still good for another request.
 pub async fn ask_chunk(
     control: &mut libp2p_stream::Control,
     session: Option<Session>,
     peer: PeerId,
     digest: &shoal_protocol::Digest,
     index: u32,
+    wait: Option<Duration>,
     limit: &RateLimiter,
 ) -> (Option<Vec<u8>>, Option<Session>) {
     let session = match session {
@@ -78,9 +80,16 @@ pub async fn ask_chunk(
     let Some(mut session) = session else {
         return (None, None);
     };
-    let asked = Message::GetChunk {
-        digest: digest.clone(),
-        index,
+    let asked = match wait {
+        None => Message::GetChunk {
+            digest: digest.clone(),
+            index,
+        },
+        Some(wait) => Message::WaitChunk {
+            digest: digest.clone(),
+            index,
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+        },
     };
     match session.ask(&asked).await {
         Ok(Message::Chunk {

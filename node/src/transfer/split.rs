@@ -700,7 +700,7 @@ impl Fetcher {
             let limit = self.download_limit().clone();
             events.push(Box::pin(async move {
                 let (bytes, session) =
-                    ask_chunk(&mut control, session, peer, &digest, index, &limit).await;
+                    ask_chunk(&mut control, session, peer, &digest, index, None, &limit).await;
                 Event::Chunk {
                     peer,
                     index,

@@ -1,0 +1,227 @@
+//! Which peer a follower takes a blob from while its leader fetches it
+//! from upstream (`follow.rs`): the followers, sorted by peer id, form a
+//! chain behind the leader, and each takes every chunk, in order, from the
+//! one before it; the first takes them from the leader.
+//!
+//! Why a chain: when the uplink is about as fast as a host's link (U0 = u
+//! = d), every host's download has to be full for the whole pull, and each
+//! host's upload has room for one copy of the blob. In a chain every host
+//! receives one copy and sends one, both at the pace at which the leader
+//! takes the blob in, and the last host is one chunk-time per hop behind
+//! the leader. Chunks polled for and requested from whoever has them (the
+//! mesh this replaced) left followers waiting on each other's uploads.
+//!
+//! Every follower picks its predecessor from its own view of who follows,
+//! always a peer earlier in the same order (or the leader), so the views
+//! need not agree: the chunks still flow from the leader down a tree.
+//! A predecessor that does not deliver chunks the leader has had for a
+//! while (gone, stuck, or slow) is passed over for the one before it.
+
+use std::collections::HashSet;
+
+use libp2p::PeerId;
+
+/// Failed asks in a row before a predecessor is passed over.
+pub(super) const MISSES_TO_PASS_OVER: u32 = 2;
+
+/// One follower's place in the chain behind a leader.
+#[derive(Debug)]
+pub(super) struct RelayChain {
+    leader: PeerId,
+    me: PeerId,
+    /// Other followers, sorted, without this node and the leader; `None`
+    /// until they were first looked for.
+    members: Option<Vec<PeerId>>,
+    passed_over: HashSet<PeerId>,
+    /// Failed asks in a row of the predecessor they were asked of.
+    misses: u32,
+    missed_by: Option<PeerId>,
+}
+
+impl RelayChain {
+    pub(super) fn new(leader: PeerId, me: PeerId) -> RelayChain {
+        RelayChain {
+            leader,
+            me,
+            members: None,
+            passed_over: HashSet::new(),
+            misses: 0,
+            missed_by: None,
+        }
+    }
+
+    /// The followers found (in any order, with repeats, perhaps this node
+    /// and the leader among them), at most `max` of them kept.
+    pub(super) fn set_members(&mut self, found: impl IntoIterator<Item = PeerId>, max: usize) {
+        let mut members: Vec<PeerId> = found
+            .into_iter()
+            .filter(|p| *p != self.me && *p != self.leader)
+            .collect();
+        members.sort();
+        members.dedup();
+        // The ones nearest before this node matter; keep those.
+        let before = members.partition_point(|p| *p < self.me);
+        let skip = before.saturating_sub(max);
+        self.members = Some(members.into_iter().skip(skip).take(max).collect());
+    }
+
+    /// Whether the followers were looked for yet: before that, every
+    /// follower would pick the leader and swamp its upload.
+    pub(super) fn members_known(&self) -> bool {
+        self.members.is_some()
+    }
+
+    /// The peer to take chunks from: the nearest follower before this node
+    /// that was not passed over, else the leader.
+    pub(super) fn predecessor(&self) -> PeerId {
+        self.members
+            .iter()
+            .flatten()
+            .filter(|p| **p < self.me && !self.passed_over.contains(p))
+            .max()
+            .copied()
+            .unwrap_or(self.leader)
+    }
+
+    /// `peer` delivered a chunk.
+    pub(super) fn delivered(&mut self, peer: PeerId) {
+        if self.missed_by == Some(peer) {
+            self.misses = 0;
+            self.missed_by = None;
+        }
+    }
+
+    /// `peer` did not deliver a chunk it should have had. Returns whether
+    /// it is passed over now. The leader never is: losing it is decided
+    /// by how it answers its polls.
+    pub(super) fn missed(&mut self, peer: PeerId) -> bool {
+        if peer == self.leader || peer != self.predecessor() {
+            return false;
+        }
+        if self.missed_by != Some(peer) {
+            self.missed_by = Some(peer);
+            self.misses = 0;
+        }
+        self.misses += 1;
+        if self.misses < MISSES_TO_PASS_OVER {
+            return false;
+        }
+        self.passed_over.insert(peer);
+        self.misses = 0;
+        self.missed_by = None;
+        true
+    }
+
+    /// `peer` lied: never taken from again.
+    pub(super) fn drop_peer(&mut self, peer: PeerId) {
+        self.passed_over.insert(peer);
+    }
+}
+
+/// The chunks to ask for next, lowest first: not held, not `asked`, and
+/// fewer than `ahead` past the `known` chain states (the leader is about
+/// to have those); at most `room`.
+pub(super) fn next_wanted(
+    have: &[bool],
+    asked: impl Fn(u32) -> bool,
+    known: u32,
+    ahead: u32,
+    room: usize,
+) -> Vec<u32> {
+    let end = (known.saturating_add(ahead) as usize).min(have.len());
+    (0..end as u32)
+        .filter(|i| !have[*i as usize] && !asked(*i))
+        .take(room)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted_peers(n: usize) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();
+        peers.sort();
+        peers
+    }
+
+    #[test]
+    fn followers_line_up_behind_the_leader_in_peer_id_order() {
+        let leader = PeerId::random();
+        let peers = sorted_peers(5);
+        for (i, me) in peers.iter().enumerate() {
+            let mut chain = RelayChain::new(leader, *me);
+            chain.set_members(peers.iter().copied().chain([leader, *me]), 32);
+            let expected = if i == 0 { leader } else { peers[i - 1] };
+            assert_eq!(chain.predecessor(), expected, "follower {i}");
+        }
+    }
+
+    #[test]
+    fn before_the_followers_are_known_the_leader_is_the_predecessor() {
+        let leader = PeerId::random();
+        let chain = RelayChain::new(leader, PeerId::random());
+        assert!(!chain.members_known());
+        assert_eq!(chain.predecessor(), leader);
+    }
+
+    #[test]
+    fn a_predecessor_that_misses_twice_is_passed_over_and_a_delivery_forgives() {
+        let leader = PeerId::random();
+        let peers = sorted_peers(4);
+        let me = peers[3];
+        let mut chain = RelayChain::new(leader, me);
+        chain.set_members(peers.clone(), 32);
+        assert_eq!(chain.predecessor(), peers[2]);
+
+        assert!(!chain.missed(peers[2]));
+        chain.delivered(peers[2]);
+        assert!(!chain.missed(peers[2]), "a delivery started the count over");
+        assert!(chain.missed(peers[2]));
+        assert_eq!(chain.predecessor(), peers[1]);
+
+        // Misses of a peer that is no longer the predecessor do not count.
+        assert!(!chain.missed(peers[2]));
+        assert!(!chain.missed(peers[2]));
+        assert_eq!(chain.predecessor(), peers[1]);
+
+        chain.drop_peer(peers[1]);
+        assert!(!chain.missed(peers[0]));
+        assert!(chain.missed(peers[0]));
+        assert_eq!(chain.predecessor(), leader);
+        for _ in 0..5 {
+            assert!(!chain.missed(leader), "the leader is never passed over");
+        }
+        assert_eq!(chain.predecessor(), leader);
+    }
+
+    #[test]
+    fn a_long_member_list_keeps_the_nearest_predecessors() {
+        let leader = PeerId::random();
+        let peers = sorted_peers(10);
+        let me = peers[8];
+        let mut chain = RelayChain::new(leader, me);
+        chain.set_members(peers.clone(), 3);
+        assert_eq!(chain.predecessor(), peers[7]);
+        for p in [peers[7], peers[6], peers[5]] {
+            chain.drop_peer(p);
+        }
+        assert_eq!(chain.predecessor(), leader, "only three were kept");
+    }
+
+    #[test]
+    fn next_wanted_takes_the_lowest_missing_chunks_near_the_known_states() {
+        let mut have = vec![false; 10];
+        have[0] = true;
+        have[2] = true;
+        let asked = |i: u32| i == 1;
+        assert_eq!(next_wanted(&have, asked, 3, 4, 8), vec![3, 4, 5, 6]);
+        assert_eq!(next_wanted(&have, asked, 3, 4, 2), vec![3, 4]);
+        assert_eq!(
+            next_wanted(&have, asked, 9, 4, 8),
+            vec![3, 4, 5, 6, 7, 8, 9]
+        );
+        assert_eq!(next_wanted(&have, |_| false, 0, 2, 8), vec![1]);
+        assert!(next_wanted(&[], |_| false, 0, 4, 8).is_empty());
+    }
+}
