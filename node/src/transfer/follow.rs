@@ -84,8 +84,8 @@ enum Event {
     Chunk {
         peer: PeerId,
         index: u32,
-        /// Whether the leader's prefix covered the chunk when it was asked
-        /// for (so the peer should have had it within [`CHAIN_WAIT`]).
+        /// Whether the leader had the chunk when it was asked for, so the
+        /// peer could have had it within [`CHAIN_WAIT`].
         due: bool,
         answer: Option<Vec<u8>>,
         session: Option<Session>,
@@ -260,16 +260,14 @@ impl Fetcher {
                     room,
                 );
                 let from = chain.predecessor();
+                if !wanted.is_empty() {
+                    chain.asking(from, Instant::now());
+                }
                 for index in wanted {
                     in_flight.insert(index);
                     let session = idle.get_mut(&from).and_then(Vec::pop);
-                    events.push(self.ask_relay(
-                        &digest,
-                        from,
-                        index,
-                        prefix.covers(index),
-                        session,
-                    ));
+                    let due = prefix.covers(index);
+                    events.push(self.ask_relay(&digest, from, index, due, session));
                 }
             }
 
@@ -340,20 +338,25 @@ impl Fetcher {
                     Event::Chunk { peer, index, due, answer, session, took } => {
                         tracing::debug!(%digest, %peer, from_leader = peer == leader, index, ok = answer.is_some(), took_ms = took.as_millis() as u64, "chunk answer");
                         in_flight.remove(&index);
-                        // A broken stream is a miss whatever was asked; a
-                        // `NotFound` after the wait only for a chunk the
-                        // leader already had.
+                        // A broken stream is a miss; a `NotFound` after the
+                        // wait only for a chunk the leader had, from a peer
+                        // that has delivered nothing for that long (one
+                        // that is merely behind the leader keeps its place,
+                        // and one whose predecessor is slow to get the
+                        // first chunks is not to blame).
                         let broke = session.is_none();
                         if let Some(s) = session {
                             idle.entry(peer).or_default().push(s);
                         }
                         let Some(bytes) = answer else {
-                            if (due || broke) && chain.missed(peer) {
-                                tracing::debug!(%digest, %peer, "passing over a predecessor that does not deliver");
+                            let now = Instant::now();
+                            let quiet = due && chain.quiet(peer, now, CHAIN_WAIT);
+                            if (broke || quiet) && chain.missed(peer, now) {
+                                tracing::info!(%digest, %peer, "passing over a predecessor that does not deliver");
                             }
                             continue;
                         };
-                        chain.delivered(peer);
+                        chain.delivered(peer, Instant::now());
                         if have[index as usize] {
                             continue;
                         }

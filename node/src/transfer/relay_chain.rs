@@ -14,12 +14,15 @@
 //! Every follower picks its predecessor from its own view of who follows,
 //! always a peer earlier in the same order (or the leader), so the views
 //! need not agree: the chunks still flow from the leader down a tree.
-//! A predecessor that does not deliver chunks the leader has had for a
-//! while (gone, stuck, or slow) is passed over for the one before it.
+//! A predecessor whose streams break, or that delivers nothing for a
+//! while, is passed over for the one before it. One that is merely behind
+//! the leader keeps its place: passing it over would put two followers on
+//! one upload.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
+use tokio::time::{Duration, Instant};
 
 /// Failed asks in a row before a predecessor is passed over.
 pub(super) const MISSES_TO_PASS_OVER: u32 = 2;
@@ -36,6 +39,8 @@ pub(super) struct RelayChain {
     /// Failed asks in a row of the predecessor they were asked of.
     misses: u32,
     missed_by: Option<PeerId>,
+    /// When each peer asked last delivered a chunk (or was first asked).
+    heard: HashMap<PeerId, Instant>,
 }
 
 impl RelayChain {
@@ -47,6 +52,7 @@ impl RelayChain {
             passed_over: HashSet::new(),
             misses: 0,
             missed_by: None,
+            heard: HashMap::new(),
         }
     }
 
@@ -83,21 +89,37 @@ impl RelayChain {
             .unwrap_or(self.leader)
     }
 
+    /// Chunks are being asked of `peer`: its silence counts from now on.
+    pub(super) fn asking(&mut self, peer: PeerId, now: Instant) {
+        self.heard.entry(peer).or_insert(now);
+    }
+
+    /// Whether `peer` has delivered nothing for `wait` (since it was first
+    /// asked, or since its last chunk).
+    pub(super) fn quiet(&self, peer: PeerId, now: Instant, wait: Duration) -> bool {
+        self.heard
+            .get(&peer)
+            .is_none_or(|t| now.saturating_duration_since(*t) >= wait)
+    }
+
     /// `peer` delivered a chunk.
-    pub(super) fn delivered(&mut self, peer: PeerId) {
+    pub(super) fn delivered(&mut self, peer: PeerId, now: Instant) {
+        self.heard.insert(peer, now);
         if self.missed_by == Some(peer) {
             self.misses = 0;
             self.missed_by = None;
         }
     }
 
-    /// `peer` did not deliver a chunk it should have had. Returns whether
-    /// it is passed over now. The leader never is: losing it is decided
-    /// by how it answers its polls.
-    pub(super) fn missed(&mut self, peer: PeerId) -> bool {
+    /// `peer` failed an ask: its stream broke, or it was [`quiet`](Self::quiet).
+    /// Returns whether it is passed over now. The leader never is: losing it is decided
+    /// by how it answers its polls. Its silence counts from `now` again, so
+    /// the asks that were waiting alongside count as one miss.
+    pub(super) fn missed(&mut self, peer: PeerId, now: Instant) -> bool {
         if peer == self.leader || peer != self.predecessor() {
             return false;
         }
+        self.heard.insert(peer, now);
         if self.missed_by != Some(peer) {
             self.missed_by = Some(peer);
             self.misses = 0;
@@ -173,26 +195,55 @@ mod tests {
         let mut chain = RelayChain::new(leader, me);
         chain.set_members(peers.clone(), 32);
         assert_eq!(chain.predecessor(), peers[2]);
+        let now = Instant::now();
 
-        assert!(!chain.missed(peers[2]));
-        chain.delivered(peers[2]);
-        assert!(!chain.missed(peers[2]), "a delivery started the count over");
-        assert!(chain.missed(peers[2]));
+        assert!(!chain.missed(peers[2], now));
+        chain.delivered(peers[2], now);
+        assert!(
+            !chain.missed(peers[2], now),
+            "a delivery started the count over"
+        );
+        assert!(chain.missed(peers[2], now));
         assert_eq!(chain.predecessor(), peers[1]);
 
         // Misses of a peer that is no longer the predecessor do not count.
-        assert!(!chain.missed(peers[2]));
-        assert!(!chain.missed(peers[2]));
+        assert!(!chain.missed(peers[2], now));
+        assert!(!chain.missed(peers[2], now));
         assert_eq!(chain.predecessor(), peers[1]);
 
         chain.drop_peer(peers[1]);
-        assert!(!chain.missed(peers[0]));
-        assert!(chain.missed(peers[0]));
+        assert!(!chain.missed(peers[0], now));
+        assert!(chain.missed(peers[0], now));
         assert_eq!(chain.predecessor(), leader);
         for _ in 0..5 {
-            assert!(!chain.missed(leader), "the leader is never passed over");
+            assert!(
+                !chain.missed(leader, now),
+                "the leader is never passed over"
+            );
         }
         assert_eq!(chain.predecessor(), leader);
+    }
+
+    #[test]
+    fn a_peer_is_quiet_after_a_wait_without_chunks() {
+        let mut chain = RelayChain::new(PeerId::random(), PeerId::random());
+        let peer = PeerId::random();
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(1);
+        assert!(
+            chain.quiet(peer, t0, wait),
+            "never asked: nothing to wait for"
+        );
+        chain.asking(peer, t0);
+        assert!(!chain.quiet(peer, t0 + wait / 2, wait));
+        chain.asking(peer, t0 + wait / 2);
+        assert!(
+            chain.quiet(peer, t0 + wait, wait),
+            "asking again does not reset it"
+        );
+        chain.delivered(peer, t0 + wait);
+        assert!(!chain.quiet(peer, t0 + wait * 3 / 2, wait));
+        assert!(chain.quiet(peer, t0 + wait * 2, wait));
     }
 
     #[test]
