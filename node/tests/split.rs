@@ -7,8 +7,6 @@
 //! The upstream is a paced origin on loopback that records every range it
 //! is asked for (`common/slow_origin.rs`).
 
-use std::time::Duration;
-
 use shoal_protocol::Digest;
 
 mod common;
@@ -100,14 +98,7 @@ async fn a_partner_dying_mid_split_has_its_range_taken_over() {
         .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
     // A third of the way through every range, one fetching node stops.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while (origin.sent() as usize) < blob.len() / 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the origin never got a third of the way"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    origin.wait_until_sent(blob.len() / 3).await;
     let mut fetched = Vec::new();
     for m in &mirrors {
         fetched.push(m.metric("shoal_upstream_bytes_received_total").await);

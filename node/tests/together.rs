@@ -9,8 +9,6 @@
 //! The upstream is a paced origin on loopback that counts the bytes it
 //! sends (`common/slow_origin.rs`).
 
-use std::time::Duration;
-
 use shoal_protocol::Digest;
 
 mod common;
@@ -72,14 +70,7 @@ async fn a_leader_dying_half_way_is_taken_over_without_starting_over() {
         .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
     // Half-way through the uplink, the node fetching from it stops.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while (origin.sent() as usize) < blob.len() / 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the origin never got half-way"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    origin.wait_until_sent(blob.len() / 2).await;
     let mut leader = None;
     for (i, m) in mirrors.iter().enumerate() {
         if m.metric("shoal_upstream_bytes_received_total").await > 0 {
@@ -144,14 +135,7 @@ async fn a_follower_dying_mid_chain_is_passed_over() {
         .iter()
         .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
         .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while (origin.sent() as usize) < blob.len() / 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the origin never got a third of the way"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    origin.wait_until_sent(blob.len() / 3).await;
     // A follower that has sent chunks is relaying them to the one behind it.
     let mut relay = None;
     let mut most_sent = 0;

@@ -130,8 +130,13 @@ impl DownloadState {
     /// As `view_mut`, for a change: whoever waits on [`changes`](Self::changes) looks again.
     fn change<R>(&self, f: impl FnOnce(&mut Option<PartialView>) -> R) -> R {
         let r = self.view_mut(f);
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.touch();
         r
+    }
+
+    /// Wakes whoever waits on [`changes`](Self::changes).
+    fn touch(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Fires after every change to the view (a chunk checked, more chain
@@ -142,6 +147,11 @@ impl DownloadState {
 
     pub fn view(&self) -> Option<PartialView> {
         self.view_mut(|v| v.clone())
+    }
+
+    /// [`PartialView::servable`] without copying the view out.
+    pub fn servable(&self, index: u32) -> bool {
+        self.view_mut(|v| v.as_ref().is_some_and(|view| view.servable(index)))
     }
 
     /// A chunk map was chosen (again): nothing checked under it yet.
@@ -284,7 +294,7 @@ impl DownloadState {
             }
             p.finished = Some(finished);
         });
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.touch();
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Progress> {

@@ -321,18 +321,8 @@ impl Fetcher {
                             state.set_prefix(prefix.clone());
                         }
                         // Chunks that came early can be judged now.
-                        let ready: Vec<u32> = waiting.keys().copied().filter(|i| prefix.covers(*i)).collect();
-                        for index in ready {
-                            let Some(chunk) = waiting.remove(&index) else { continue };
-                            let peer = chunk.peer;
-                            if !self.take_chunk(&prefix, &partial, state, chunk, &mut have).await? {
-                                if peer == leader {
-                                    // Its own bytes do not fit its own story.
-                                    partial.discard().await;
-                                    return Ok(FollowEnd::LeaderLied);
-                                }
-                                chain.drop_peer(peer);
-                            }
+                        if self.take_covered(&prefix, &partial, state, &mut waiting, &mut have, &mut chain).await? {
+                            return Ok(FollowEnd::LeaderLied);
                         }
                     }
                     Event::Chunk { peer, index, due, answer, session, took } => {
@@ -360,17 +350,10 @@ impl Fetcher {
                         if have[index as usize] {
                             continue;
                         }
-                        let chunk = Received { peer, index, bytes };
-                        if !prefix.covers(index) {
-                            waiting.insert(index, chunk);
-                            continue;
-                        }
-                        if !self.take_chunk(&prefix, &partial, state, chunk, &mut have).await? {
-                            if peer == leader {
-                                partial.discard().await;
-                                return Ok(FollowEnd::LeaderLied);
-                            }
-                            chain.drop_peer(peer);
+                        // Judged at once if the prefix covers it, else once it does.
+                        waiting.insert(index, Received { peer, index, bytes });
+                        if self.take_covered(&prefix, &partial, state, &mut waiting, &mut have, &mut chain).await? {
+                            return Ok(FollowEnd::LeaderLied);
                         }
                     }
                 },
@@ -378,32 +361,49 @@ impl Fetcher {
         }
     }
 
-    /// Checks `chunk` against `prefix` (which covers it) and writes it if
-    /// it matches. Returns whether it did; a sender whose chunk does not
-    /// match is banned.
-    async fn take_chunk(
+    /// Checks the `waiting` chunks `prefix` covers against it, writes the
+    /// ones that match, and bans (and passes over) the senders of the
+    /// others. Returns whether the leader sent one that did not match:
+    /// its own bytes do not fit its own story, and everything taken under
+    /// its prefix is thrown away.
+    async fn take_covered(
         &self,
         prefix: &ChainPrefix,
         partial: &PartialBlob,
         state: &DownloadState,
-        chunk: Received,
+        waiting: &mut BTreeMap<u32, Received>,
         have: &mut [bool],
+        chain: &mut RelayChain,
     ) -> Result<bool, StoreError> {
-        let Received { peer, index, bytes } = chunk;
         let digest = &state.digest;
-        if let Err(e) = prefix.judge(digest, index, &bytes) {
-            tracing::warn!(%digest, %peer, index, error = %e, "a chunk did not match the leader's prefix");
-            Metrics::add(&self.metrics.peers_banned_total, 1);
-            self.peer_book().ban(peer, LIE_BAN);
-            return Ok(false);
+        let ready: Vec<u32> = waiting
+            .keys()
+            .copied()
+            .filter(|i| prefix.covers(*i))
+            .collect();
+        for index in ready {
+            let Some(Received { peer, index, bytes }) = waiting.remove(&index) else {
+                continue;
+            };
+            if let Err(e) = prefix.judge(digest, index, &bytes) {
+                tracing::warn!(%digest, %peer, index, error = %e, "a chunk did not match the leader's prefix");
+                Metrics::add(&self.metrics.peers_banned_total, 1);
+                self.peer_book().ban(peer, LIE_BAN);
+                if peer == chain.leader() {
+                    partial.clone().discard().await;
+                    return Ok(true);
+                }
+                chain.drop_peer(peer);
+                continue;
+            }
+            let offset = u64::from(index) * u64::from(prefix.plan().chunk_size());
+            Metrics::add(&self.metrics.p2p_bytes_received_total, bytes.len() as u64);
+            Metrics::add(&self.metrics.chunks_verified_total, 1);
+            partial.write_chunk(index, offset, bytes).await?;
+            have[index as usize] = true;
+            state.mark_checked(index);
         }
-        let offset = u64::from(index) * u64::from(prefix.plan().chunk_size());
-        Metrics::add(&self.metrics.p2p_bytes_received_total, bytes.len() as u64);
-        Metrics::add(&self.metrics.chunks_verified_total, 1);
-        partial.write_chunk(index, offset, bytes).await?;
-        have[index as usize] = true;
-        state.mark_checked(index);
-        Ok(true)
+        Ok(false)
     }
 
     async fn fresh_partial(

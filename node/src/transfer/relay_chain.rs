@@ -71,6 +71,10 @@ impl RelayChain {
         self.members = Some(members.into_iter().skip(skip).take(max).collect());
     }
 
+    pub(super) fn leader(&self) -> PeerId {
+        self.leader
+    }
+
     /// Whether the followers were looked for yet: before that, every
     /// follower would pick the leader and swamp its upload.
     pub(super) fn members_known(&self) -> bool {

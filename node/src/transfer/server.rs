@@ -404,12 +404,19 @@ impl TransferServer {
     }
 
     /// Whether a `GetChunk` for chunk `index` would be answered with it.
+    /// Asked on every change to the download while a `WaitChunk` is held,
+    /// so the download is looked at in place first.
     fn can_serve(&self, digest: &Digest, index: u32) -> bool {
+        if self
+            .downloads
+            .get(digest)
+            .is_some_and(|state| state.servable(index))
+        {
+            return true;
+        }
         match self.store.blob_size(digest) {
             Ok(Some(size)) => served_plan(size).is_ok_and(|plan| index < plan.count()),
-            _ => self
-                .partial(digest)
-                .is_some_and(|view| view.servable(index)),
+            _ => false,
         }
     }
 
@@ -598,6 +605,20 @@ mod tests {
     use crate::transfer::downloads::Downloads;
     use tokio::time::{Duration, Instant};
 
+    /// What the server answers a `GetChunk` for chunk `index` with, if a chunk.
+    async fn served_chunk(server: &TransferServer, digest: &Digest, index: u32) -> Option<Vec<u8>> {
+        match server
+            .answer(Message::GetChunk {
+                digest: digest.clone(),
+                index,
+            })
+            .await
+        {
+            Message::Chunk { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// A store that kept a blob's map under an older default chunk size
     /// (4× the current one) serves a map that fits the chunks it serves.
     #[tokio::test]
@@ -635,15 +656,7 @@ mod tests {
         };
         let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
         assert_eq!(map.plan(), plan);
-        let Message::Chunk { bytes, .. } = server
-            .answer(Message::GetChunk {
-                digest: digest.clone(),
-                index: 1,
-            })
-            .await
-        else {
-            panic!("no chunk");
-        };
+        let bytes = served_chunk(&server, &digest, 1).await.expect("no chunk");
         let range = plan.range(1).expect("range");
         assert_eq!(bytes, data[range.start as usize..range.end as usize]);
     }
@@ -710,15 +723,9 @@ mod tests {
             "answered when the chunk came, not at the end of the wait"
         );
         arrives.await.expect("writer");
-        let Message::Chunk { bytes, .. } = server
-            .answer(Message::GetChunk {
-                digest: digest.clone(),
-                index: 1,
-            })
+        let bytes = served_chunk(&server, &digest, 1)
             .await
-        else {
-            panic!("the chunk is not served");
-        };
+            .expect("the chunk is not served");
         assert_eq!(bytes, chunk);
         assert!(!server.can_serve(&digest, 0), "only the checked chunk");
     }

@@ -79,6 +79,20 @@ impl SlowOrigin {
     pub fn sent(&self) -> u64 {
         self.origin.sent.load(Ordering::SeqCst)
     }
+
+    /// Returns once the origin has sent `bytes` blob bytes; fails the test
+    /// if that takes more than a minute.
+    pub async fn wait_until_sent(&self, bytes: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while (self.sent() as usize) < bytes {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the origin sent {} of the {bytes} bytes waited for",
+                self.sent()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 async fn handle(
