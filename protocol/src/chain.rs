@@ -557,7 +557,7 @@ fn judge_under(
 }
 
 mod prefix;
-pub use prefix::ChainPrefix;
+pub use prefix::{ChainPrefix, PrefixTail};
 
 #[cfg(test)]
 mod tests;

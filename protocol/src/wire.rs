@@ -12,7 +12,7 @@
 
 use multihash::Multihash;
 
-use crate::chain::{ChainPrefix, ChunkMap};
+use crate::chain::{ChainPrefix, ChunkMap, PrefixTail};
 use crate::chunk::MAX_CHUNK_SIZE;
 use crate::digest::Digest;
 use crate::share::SplitShare;
@@ -113,6 +113,17 @@ pub enum Message {
         index: u32,
         wait_ms: u32,
     },
+    /// `GetPrefix` for the states from `from` on: a follower that knows
+    /// the first `from` states polls its leader this way, so each answer
+    /// carries the few new states instead of all of them.
+    GetPrefixFrom {
+        digest: Digest,
+        from: u32,
+    },
+    PrefixTail {
+        digest: Digest,
+        tail: PrefixTail,
+    },
 }
 
 /// Longest a `WaitChunk` is held by the peer asked.
@@ -149,6 +160,8 @@ const PREFIX: u8 = 14;
 const GET_SHARE: u8 = 15;
 const SHARE: u8 = 16;
 const WAIT_CHUNK: u8 = 17;
+const GET_PREFIX_FROM: u8 = 18;
+const PREFIX_TAIL: u8 = 19;
 
 /// Longest `Refused` reason kept (longer ones are cut on encode).
 const MAX_REASON: usize = 256;
@@ -166,10 +179,18 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Encodes a message as one frame (length prefix included).
 pub fn encode_frame(msg: &Message) -> Vec<u8> {
-    let mut body = Vec::new();
+    // The body is written straight after a placeholder header, filled in
+    // at the end: a chunk's bytes are copied once, into a frame allocated
+    // once at its final size.
+    let payload = match msg {
+        Message::Chunk { bytes, .. } => bytes.len(),
+        _ => 0,
+    };
+    let mut frame = Vec::with_capacity(FRAME_OVERHEAD + payload);
+    frame.extend_from_slice(&[0; 5]);
     let kind = match msg {
         Message::GetInfo { digest } => {
-            put_digest(&mut body, digest);
+            put_digest(&mut frame, digest);
             GET_INFO
         }
         Message::Info {
@@ -178,24 +199,24 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             chunk_size,
             complete,
         } => {
-            put_digest(&mut body, digest);
-            body.extend_from_slice(&size.to_be_bytes());
-            body.extend_from_slice(&chunk_size.to_be_bytes());
-            body.push(u8::from(*complete));
+            put_digest(&mut frame, digest);
+            frame.extend_from_slice(&size.to_be_bytes());
+            frame.extend_from_slice(&chunk_size.to_be_bytes());
+            frame.push(u8::from(*complete));
             INFO
         }
         Message::GetMap { digest } => {
-            put_digest(&mut body, digest);
+            put_digest(&mut frame, digest);
             GET_MAP
         }
         Message::Map { digest, map } => {
-            put_digest(&mut body, digest);
-            put_bytes(&mut body, &map.encode());
+            put_digest(&mut frame, digest);
+            put_bytes(&mut frame, &map.encode());
             MAP
         }
         Message::GetChunk { digest, index } => {
-            put_digest(&mut body, digest);
-            body.extend_from_slice(&index.to_be_bytes());
+            put_digest(&mut frame, digest);
+            frame.extend_from_slice(&index.to_be_bytes());
             GET_CHUNK
         }
         Message::Chunk {
@@ -203,31 +224,31 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             index,
             bytes,
         } => {
-            put_digest(&mut body, digest);
-            body.extend_from_slice(&index.to_be_bytes());
-            put_bytes(&mut body, bytes);
+            put_digest(&mut frame, digest);
+            frame.extend_from_slice(&index.to_be_bytes());
+            put_bytes(&mut frame, bytes);
             CHUNK
         }
         Message::GetHave { digest } => {
-            put_digest(&mut body, digest);
+            put_digest(&mut frame, digest);
             GET_HAVE
         }
         Message::Have { digest, bitmap } => {
-            put_digest(&mut body, digest);
-            put_bytes(&mut body, bitmap);
+            put_digest(&mut frame, digest);
+            put_bytes(&mut frame, bitmap);
             HAVE
         }
         Message::NotFound { digest } => {
-            put_digest(&mut body, digest);
+            put_digest(&mut frame, digest);
             NOT_FOUND
         }
         Message::Refused { reason } => {
             let cut: String = reason.chars().take(MAX_REASON).collect();
-            put_bytes(&mut body, cut.as_bytes());
+            put_bytes(&mut frame, cut.as_bytes());
             REFUSED
         }
         Message::GetTag { name } => {
-            put_bytes(&mut body, cut_name(name));
+            put_bytes(&mut frame, cut_name(name));
             GET_TAG
         }
         Message::TagIs {
@@ -235,27 +256,27 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             digest,
             age_secs,
         } => {
-            put_bytes(&mut body, cut_name(name));
-            put_digest(&mut body, digest);
-            body.extend_from_slice(&age_secs.to_be_bytes());
+            put_bytes(&mut frame, cut_name(name));
+            put_digest(&mut frame, digest);
+            frame.extend_from_slice(&age_secs.to_be_bytes());
             TAG_IS
         }
         Message::GetPrefix { digest } => {
-            put_digest(&mut body, digest);
+            put_digest(&mut frame, digest);
             GET_PREFIX
         }
         Message::Prefix { digest, prefix } => {
-            put_digest(&mut body, digest);
-            put_bytes(&mut body, &prefix.encode());
+            put_digest(&mut frame, digest);
+            put_bytes(&mut frame, &prefix.encode());
             PREFIX
         }
         Message::GetShare { digest } => {
-            put_digest(&mut body, digest);
+            put_digest(&mut frame, digest);
             GET_SHARE
         }
         Message::Share { digest, share } => {
-            put_digest(&mut body, digest);
-            share.encode(&mut body);
+            put_digest(&mut frame, digest);
+            share.encode(&mut frame);
             SHARE
         }
         Message::WaitChunk {
@@ -263,18 +284,31 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             index,
             wait_ms,
         } => {
-            put_digest(&mut body, digest);
-            body.extend_from_slice(&index.to_be_bytes());
-            body.extend_from_slice(&wait_ms.to_be_bytes());
+            put_digest(&mut frame, digest);
+            frame.extend_from_slice(&index.to_be_bytes());
+            frame.extend_from_slice(&wait_ms.to_be_bytes());
             WAIT_CHUNK
         }
+        Message::GetPrefixFrom { digest, from } => {
+            put_digest(&mut frame, digest);
+            frame.extend_from_slice(&from.to_be_bytes());
+            GET_PREFIX_FROM
+        }
+        Message::PrefixTail { digest, tail } => {
+            put_digest(&mut frame, digest);
+            put_bytes(&mut frame, &tail.encode());
+            PREFIX_TAIL
+        }
     };
-    let mut frame = Vec::with_capacity(5 + body.len());
-    frame.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
-    frame.push(kind);
-    frame.extend_from_slice(&body);
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    frame[4] = kind;
     frame
 }
+
+/// Room for everything in a frame but a chunk's bytes: the header, a digest
+/// (a multihash of at most 64 bytes and its length) and the fixed fields.
+const FRAME_OVERHEAD: usize = 5 + 1 + 2 + 64 + 4 + 4 + 4;
 
 /// A tag name as sent: at most [`MAX_TAG_NAME`] bytes (longer names are
 /// never valid, so a cut one simply matches nothing).
@@ -427,6 +461,16 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
             index: r.u32()?,
             wait_ms: r.u32()?,
         },
+        GET_PREFIX_FROM => Message::GetPrefixFrom {
+            digest: r.digest()?,
+            from: r.u32()?,
+        },
+        PREFIX_TAIL => {
+            let digest = r.digest()?;
+            let tail = PrefixTail::decode(r.bytes(4 + ChunkMap::MAX_ENCODED_LEN)?)
+                .map_err(|_| WireError::Malformed("bad prefix tail"))?;
+            Message::PrefixTail { digest, tail }
+        }
         other => return Err(WireError::UnknownKind(other)),
     };
     r.end()?;
@@ -451,6 +495,7 @@ mod tests {
         let prefix = b.prefix();
         b.update(&data[20_000..]);
         let (map, _) = b.finish().expect("map");
+        let tail = map.to_prefix().tail(1);
         vec![
             Message::GetInfo { digest: d.clone() },
             Message::Info {
@@ -516,6 +561,14 @@ mod tests {
                 digest: Digest::sha256_of(b"relayed"),
                 index: 7,
                 wait_ms: 1_000,
+            },
+            Message::GetPrefixFrom {
+                digest: Digest::sha256_of(b"partial"),
+                from: 3,
+            },
+            Message::PrefixTail {
+                digest: Digest::sha256_of(b"partial"),
+                tail: tail.clone(),
             },
         ]
     }

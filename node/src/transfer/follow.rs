@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use libp2p::PeerId;
 use shoal_protocol::Digest;
-use shoal_protocol::chain::ChainPrefix;
+use shoal_protocol::chain::{ChainPrefix, PrefixTail};
 use shoal_protocol::wire::Message;
 use tokio::time::Instant;
 
@@ -38,8 +38,8 @@ use super::upstream_lead::claim_key;
 use crate::metrics::Metrics;
 use crate::store::{BlobInfo, PartialBlob, StoreError};
 
-/// How often the leader's have-map (and, when it shows new chunks, its
-/// prefix) is asked for, at most.
+/// How often the leader is asked for the states past the known ones, at
+/// most (the answer is a `PrefixTail`: a few states, not all of them).
 const POLL: Duration = Duration::from_millis(100);
 /// Chunks asked of the predecessor at once (and held waiting for their
 /// states), and how far past the leader's known states they may be.
@@ -50,7 +50,7 @@ const CHAIN_AHEAD: usize = 4;
 const CHAIN_WAIT: Duration = Duration::from_secs(1);
 /// How long the leader may take to answer with its first prefix.
 const LEADER_FIRST_ANSWER: Duration = Duration::from_secs(5);
-/// Have-map asks in a row the leader may fail (a stream dropped while it
+/// Polls in a row the leader may fail (a stream dropped while it
 /// is busy) before it counts as gone.
 const LEADER_MISSES: u32 = 5;
 /// The leader's prefix not growing for this long, while it answers: it is
@@ -92,10 +92,10 @@ enum Event {
         /// How long the ask took (for the debug log).
         took: Duration,
     },
-    /// The leader's poll: its prefix, when its have-map showed new chunks.
+    /// The leader's poll: the states it has past the known ones, if any.
     Leader {
         answered: bool,
-        prefix: Option<ChainPrefix>,
+        tail: Option<PrefixTail>,
         session: Option<Session>,
     },
     Members(Vec<PeerId>),
@@ -283,7 +283,7 @@ impl Fetcher {
                         last_poll = Instant::now();
                         polling = true;
                         let session = idle.get_mut(&leader).and_then(Vec::pop);
-                        events.push(self.poll_leader(&digest, leader, prefix.known(), have.len(), session));
+                        events.push(self.poll_leader(&digest, leader, prefix.known(), session));
                     }
                 }
                 Some(event) = events.next() => match event {
@@ -293,7 +293,7 @@ impl Fetcher {
                         let book = self.peer_book();
                         chain.set_members(found.into_iter().filter(|p| !book.is_banned(p)), MAX_MEMBERS);
                     }
-                    Event::Leader { answered, prefix: newer, session } => {
+                    Event::Leader { answered, tail, session } => {
                         polling = false;
                         if let Some(s) = session {
                             idle.entry(leader).or_default().push(s);
@@ -306,9 +306,9 @@ impl Fetcher {
                                 return Ok(FollowEnd::LeaderLost);
                             }
                         }
-                        let Some(newer) = newer else { continue };
+                        let Some(tail) = tail else { continue };
                         let before = prefix.known();
-                        if prefix.extend(&newer).is_err() {
+                        if prefix.extend_tail(&tail).is_err() {
                             tracing::warn!(%digest, %leader, "the leader changed its prefix");
                             self.peer_book().ban(leader, LIE_BAN);
                             partial.discard().await;
@@ -421,14 +421,12 @@ impl Fetcher {
         Ok((partial, prefix.clone()))
     }
 
-    /// Asks the leader for its have-map, and for its prefix when the map
-    /// shows chunks past the `known` states.
+    /// Asks the leader for the states past the `known` ones.
     fn poll_leader(
         &self,
         digest: &Digest,
         leader: PeerId,
         known: u32,
-        count: usize,
         session: Option<Session>,
     ) -> BoxFuture<'static, Event> {
         let mut control = self.network().stream_control();
@@ -436,7 +434,7 @@ impl Fetcher {
         Box::pin(async move {
             let failed = Event::Leader {
                 answered: false,
-                prefix: None,
+                tail: None,
                 session: None,
             };
             let session = match session {
@@ -446,33 +444,16 @@ impl Fetcher {
             let Some(mut session) = session else {
                 return failed;
             };
-            let bitmap = match session
-                .ask(&Message::GetHave {
-                    digest: digest.clone(),
-                })
-                .await
-            {
-                Ok(Message::Have { bitmap, .. }) => super::bitmap::decode(&bitmap, count),
-                _ => return failed,
-            };
-            // A chunk it offers is one its prefix covers.
-            let newer = bitmap.iter().skip(known as usize).any(|b| *b);
-            if !newer {
-                return Event::Leader {
-                    answered: true,
-                    prefix: None,
-                    session: Some(session),
-                };
-            }
             match session
-                .ask(&Message::GetPrefix {
+                .ask(&Message::GetPrefixFrom {
                     digest: digest.clone(),
+                    from: known,
                 })
                 .await
             {
-                Ok(Message::Prefix { digest: d, prefix }) if d == digest => Event::Leader {
+                Ok(Message::PrefixTail { digest: d, tail }) if d == digest => Event::Leader {
                     answered: true,
-                    prefix: Some(prefix),
+                    tail: (!tail.is_empty()).then_some(tail),
                     session: Some(session),
                 },
                 _ => failed,

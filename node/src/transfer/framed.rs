@@ -15,29 +15,62 @@ pub enum FrameError {
     Closed,
 }
 
-/// Reads frames from one stream; the buffer never holds more than one frame
-/// plus one read (frames are size-checked before they are buffered whole).
+/// Reads frames from one stream into one buffer that is reused: bytes are
+/// read in place (not into a scratch buffer and copied), and the buffer is
+/// zeroed only when it grows. It never holds more than one frame plus one
+/// read (frames are size-checked before they are buffered whole).
 #[derive(Debug, Default)]
 pub struct FrameReader {
+    /// `buf[start..filled]` was read and not yet decoded; the rest is room.
     buf: Vec<u8>,
+    start: usize,
+    filled: usize,
 }
+
+/// Room asked of a read beyond the frame being read, at least.
+const READ_ROOM: usize = 64 * 1024;
 
 impl FrameReader {
     pub async fn next<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
     ) -> Result<Message, FrameError> {
-        let mut chunk = vec![0u8; 256 * 1024];
         loop {
-            if let Some((msg, used)) = decode_frame(&self.buf)? {
-                self.buf.drain(..used);
+            if let Some((msg, used)) = decode_frame(&self.buf[self.start..self.filled])? {
+                self.start += used;
+                if self.start == self.filled {
+                    (self.start, self.filled) = (0, 0);
+                }
                 return Ok(msg);
             }
-            let n = stream.read(&mut chunk).await?;
+            self.make_room();
+            let n = stream.read(&mut self.buf[self.filled..]).await?;
             if n == 0 {
                 return Err(FrameError::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.filled += n;
+        }
+    }
+
+    /// Moves the undecoded bytes to the front and makes the buffer big
+    /// enough for the frame they begin (its length is known once its
+    /// header is in, and was checked against the limit by `decode_frame`),
+    /// or for one read.
+    fn make_room(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
+        let frame = match self.buf.get(..4) {
+            Some(len) if self.filled >= 4 => {
+                4 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize
+            }
+            _ => 0,
+        };
+        let wanted = frame.max(self.filled + READ_ROOM);
+        if self.buf.len() < wanted {
+            self.buf.resize(wanted, 0);
         }
     }
 }
@@ -167,5 +200,111 @@ mod tests {
         let out = paced(&msg, &limit).await;
         assert!(out.writes.iter().all(|&(at, _)| at == Duration::ZERO));
         assert_eq!(out.bytes, encode_frame(&msg));
+    }
+
+    /// A stream that hands out `bytes` in reads of the given sizes (the
+    /// last size repeating), then ends.
+    struct Pieces {
+        bytes: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        reads: usize,
+    }
+
+    impl Pieces {
+        fn new(bytes: Vec<u8>, sizes: Vec<usize>) -> Pieces {
+            Pieces {
+                bytes,
+                at: 0,
+                sizes,
+                reads: 0,
+            }
+        }
+    }
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let size = *self
+                .sizes
+                .get(self.reads)
+                .or(self.sizes.last())
+                .unwrap_or(&1);
+            let n = size.min(buf.len()).min(self.bytes.len() - self.at);
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.bytes[at..at + n]);
+            self.at += n;
+            self.reads += 1;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    fn messages() -> Vec<Message> {
+        let digest = shoal_protocol::Digest::sha256_of(b"x");
+        vec![
+            Message::GetHave {
+                digest: digest.clone(),
+            },
+            chunk(300 * 1024),
+            Message::NotFound {
+                digest: digest.clone(),
+            },
+            chunk(1),
+            chunk(70 * 1024),
+            Message::GetPrefix { digest },
+        ]
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_back_whatever_the_reads_cut() {
+        let sent = messages();
+        let bytes: Vec<u8> = sent.iter().flat_map(encode_frame).collect();
+        for sizes in [
+            vec![1],
+            vec![3, 5, 7],
+            vec![4096],
+            vec![100_000],
+            vec![bytes.len()],
+            vec![2, bytes.len()],
+        ] {
+            let mut stream = Pieces::new(bytes.clone(), sizes.clone());
+            let mut reader = FrameReader::default();
+            for msg in &sent {
+                let got = reader.next(&mut stream).await.expect("a frame");
+                assert_eq!(&got, msg, "reads of {sizes:?}");
+            }
+            assert!(
+                matches!(reader.next(&mut stream).await, Err(FrameError::Closed)),
+                "the stream ended after the last frame"
+            );
+            // One frame plus one read at most, whatever came before.
+            assert!(reader.buf.len() <= 300 * 1024 + 128 + READ_ROOM);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_ending_mid_frame_or_announcing_a_huge_one_is_an_error() {
+        let frame = encode_frame(&chunk(1000));
+        let mut cut = Pieces::new(frame[..frame.len() - 1].to_vec(), vec![333]);
+        let mut reader = FrameReader::default();
+        assert!(matches!(
+            reader.next(&mut cut).await,
+            Err(FrameError::Closed)
+        ));
+
+        let huge = ((shoal_protocol::wire::MAX_FRAME_LEN + 1) as u32).to_be_bytes();
+        let mut liar = Pieces::new(huge.to_vec(), vec![4]);
+        let mut reader = FrameReader::default();
+        assert!(matches!(
+            reader.next(&mut liar).await,
+            Err(FrameError::Wire(_))
+        ));
+        assert!(
+            reader.buf.len() <= READ_ROOM,
+            "nothing was allocated for it"
+        );
     }
 }

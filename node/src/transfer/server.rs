@@ -17,11 +17,10 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use shoal_protocol::Digest;
-use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder};
+use shoal_protocol::chain::{ChainPrefix, ChunkMap, ChunkMapBuilder};
 use shoal_protocol::chunk::{ChunkError, ChunkPlan, DEFAULT_CHUNK_SIZE};
 use shoal_protocol::share::SplitShare;
 use shoal_protocol::wire::{MAX_CHUNK_WAIT_MS, Message, PROTOCOL_NAME};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -318,22 +317,16 @@ impl TransferServer {
                 },
                 None => Message::NotFound { digest },
             },
-            Message::GetPrefix { digest } => match self.map(&digest).await {
-                Some(map) => Message::Prefix {
+            Message::GetPrefix { digest } => match self.prefix(&digest).await {
+                Some(prefix) => Message::Prefix { digest, prefix },
+                None => Message::NotFound { digest },
+            },
+            Message::GetPrefixFrom { digest, from } => match self.prefix(&digest).await {
+                Some(prefix) => Message::PrefixTail {
                     digest,
-                    prefix: map.to_prefix(),
+                    tail: prefix.tail(from),
                 },
-                None => match self.partial(&digest) {
-                    Some(PartialView { map: Some(map), .. }) => Message::Prefix {
-                        digest,
-                        prefix: map.to_prefix(),
-                    },
-                    Some(PartialView {
-                        prefix: Some(prefix),
-                        ..
-                    }) => Message::Prefix { digest, prefix },
-                    _ => Message::NotFound { digest },
-                },
+                None => Message::NotFound { digest },
             },
             Message::GetShare { digest } => match self.store.blob_size(&digest) {
                 // Whole here: every chunk may be asked for.
@@ -420,6 +413,19 @@ impl TransferServer {
         }
     }
 
+    /// The chain states known of `digest`: all of them for a committed
+    /// blob or a download with a map, those hashed so far for one coming
+    /// from upstream.
+    async fn prefix(&self, digest: &Digest) -> Option<ChainPrefix> {
+        if let Some(map) = self.map(digest).await {
+            return Some(map.to_prefix());
+        }
+        match self.partial(digest)? {
+            PartialView { map: Some(map), .. } => Some(map.to_prefix()),
+            PartialView { prefix, .. } => prefix,
+        }
+    }
+
     /// The download of `digest` under way, if it has a chunk map yet.
     fn partial(&self, digest: &Digest) -> Option<super::downloads::PartialView> {
         self.downloads.get(digest)?.view()
@@ -441,13 +447,12 @@ impl TransferServer {
         };
         let plan = served_plan(blob.size).ok()?;
         let range = plan.range(index).ok()?;
-        let mut file = blob.file;
-        file.seek(std::io::SeekFrom::Start(range.start))
+        let file = blob.file.into_std().await;
+        let len = (range.end - range.start) as usize;
+        tokio::task::spawn_blocking(move || read_range(file, range.start, len))
             .await
-            .ok()?;
-        let mut bytes = vec![0u8; (range.end - range.start) as usize];
-        file.read_exact(&mut bytes).await.ok()?;
-        Some(bytes)
+            .ok()?
+            .ok()
     }
 
     /// The chunk map of a committed blob: from memory, from the store, or
@@ -538,6 +543,8 @@ fn kind(m: &Message) -> &'static str {
         Message::Refused { .. } => "Refused",
         Message::GetHave { .. } => "GetHave",
         Message::Prefix { .. } => "Prefix",
+        Message::GetPrefixFrom { .. } => "GetPrefixFrom",
+        Message::PrefixTail { .. } => "PrefixTail",
         Message::TagIs { .. } => "TagIs",
         Message::Share { .. } => "Share",
         _ => "request",
@@ -582,6 +589,20 @@ fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
         }
         _ => Lie::Send,
     }
+}
+
+/// Reads `len` bytes at `offset`. Through std, whose reads fill a vector's
+/// spare capacity directly: the buffer is neither zeroed first nor copied
+/// again from a runtime-owned one (as `tokio::fs::File` would).
+fn read_range(mut file: std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut bytes = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut bytes)?;
+    if bytes.len() != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(bytes)
 }
 
 /// The plan every committed blob is served under: its chunk map, have-map

@@ -161,6 +161,100 @@ impl ChainPrefix {
     }
 }
 
+/// The states of a prefix from state `from` on: what a follower that knows
+/// the first `from` states asks for (`GetPrefixFrom`), so that polling a
+/// leader costs a few states per answer instead of all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixTail {
+    from: u32,
+    /// The states after chunks `from..from + n`, under the blob's plan.
+    part: ChainPrefix,
+}
+
+impl PrefixTail {
+    /// The index of the first state in the tail.
+    pub fn from(&self) -> u32 {
+        self.from
+    }
+
+    /// How many states the tail holds.
+    pub fn len(&self) -> u32 {
+        self.part.known()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.part.states.is_empty()
+    }
+
+    pub fn plan(&self) -> ChunkPlan {
+        self.part.plan
+    }
+
+    /// `from:u32` then the states in a prefix's layout.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.from.to_be_bytes().to_vec();
+        out.extend_from_slice(&self.part.encode());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PrefixTail, MapError> {
+        let (from, part) = bytes
+            .split_at_checked(4)
+            .ok_or(MapError::Malformed("shorter than its header"))?;
+        let from = u32::from_be_bytes([from[0], from[1], from[2], from[3]]);
+        let part = ChainPrefix::decode(part)?;
+        // Never more states in all than a prefix has (`count − 1`).
+        let most = u64::from(part.plan.count().saturating_sub(1));
+        if u64::from(from) + u64::from(part.known()) > most {
+            return Err(MapError::Malformed("tail reaches past the last state"));
+        }
+        Ok(PrefixTail { from, part })
+    }
+}
+
+impl ChainPrefix {
+    /// The states from `from` on; past the known states, an empty tail
+    /// starting at the first unknown one.
+    pub fn tail(&self, from: u32) -> PrefixTail {
+        let from = from.min(self.known());
+        PrefixTail {
+            from,
+            part: ChainPrefix::from_parts(
+                self.algorithm,
+                self.plan,
+                self.states[from as usize..].to_vec(),
+            ),
+        }
+    }
+
+    /// Takes in a tail of a newer prefix of the same blob, as
+    /// [`ChainPrefix::extend`] takes a whole one: the states it shares with
+    /// this one must agree. A tail that starts past the known states
+    /// leaves a gap and teaches nothing; it is not a contradiction.
+    pub fn extend_tail(&mut self, tail: &PrefixTail) -> Result<(), PrefixContradiction> {
+        if tail.part.plan != self.plan || tail.part.algorithm != self.algorithm {
+            return Err(PrefixContradiction(0));
+        }
+        let from = tail.from as usize;
+        if from > self.states.len() {
+            return Ok(());
+        }
+        if let Some(i) = self.states[from..]
+            .iter()
+            .zip(&tail.part.states)
+            .position(|(a, b)| a != b)
+        {
+            return Err(PrefixContradiction((from + i) as u32));
+        }
+        let known_in_tail = self.states.len() - from;
+        if tail.part.states.len() > known_in_tail {
+            self.states
+                .extend_from_slice(&tail.part.states[known_in_tail..]);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +377,78 @@ mod tests {
         assert!(ChainPrefix::new(Algorithm::Sha256, plan, map.states.clone()).is_err());
     }
 
+    #[test]
+    fn tails_extend_a_prefix_like_whole_prefixes_do() {
+        let data = blob(8 * K, 3);
+        let (ps, _, _) = prefixes(&data, K);
+        let mut p = ps[2].clone();
+        // From where this one stops: the new states are added.
+        let tail = ps[5].tail(2);
+        assert_eq!((tail.from(), tail.len()), (2, 3));
+        p.extend_tail(&tail).expect("test data");
+        assert_eq!(p, ps[5]);
+        // Overlapping: the shared states are checked, the rest added.
+        p.extend_tail(&ps[7].tail(4)).expect("test data");
+        assert_eq!(p, ps[7]);
+        // Older, or nothing new: nothing is lost.
+        p.extend_tail(&ps[3].tail(1)).expect("test data");
+        p.extend_tail(&ps[7].tail(7)).expect("test data");
+        assert!(ps[7].tail(7).is_empty());
+        assert_eq!(p, ps[7]);
+        // Past the known states: a gap, ignored rather than trusted.
+        let mut q = ps[1].clone();
+        q.extend_tail(&ps[6].tail(3)).expect("test data");
+        assert_eq!(q, ps[1]);
+    }
+
+    #[test]
+    fn a_tail_that_changes_the_story_is_a_contradiction() {
+        let data = blob(6 * K, 3);
+        let (ps, _, _) = prefixes(&data, K);
+        let mut changed = data.clone();
+        changed[3 * K + 5] ^= 1;
+        let (other, _, _) = prefixes(&changed, K);
+        let mut p = ps[5].clone();
+        // State 3 (after chunk 3) is the first that differs.
+        assert_eq!(
+            p.extend_tail(&other[5].tail(2)),
+            Err(PrefixContradiction(3))
+        );
+        assert_eq!(p, ps[5], "nothing taken from a contradicting tail");
+        let (smaller, _, _) = prefixes(&blob(2 * K, 3), K);
+        assert!(p.extend_tail(&smaller[1].tail(0)).is_err());
+    }
+
+    #[test]
+    fn a_tail_reaching_past_the_last_state_is_refused() {
+        let data = blob(4 * K, 8);
+        let (ps, _, _) = prefixes(&data, K);
+        let whole = ps.last().expect("test data");
+        assert_eq!(whole.known(), 3);
+        let tail = whole.tail(1);
+        assert_eq!(PrefixTail::decode(&tail.encode()).as_ref(), Ok(&tail));
+        // The same two states claimed to start at state 2 end past state 3.
+        let mut forged = tail.encode();
+        forged[..4].copy_from_slice(&2u32.to_be_bytes());
+        assert!(PrefixTail::decode(&forged).is_err());
+        assert!(PrefixTail::decode(&[0, 0, 1]).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn tails_round_trip(len in 0usize..6 * K, cut in 0usize..8, from in 0u32..8, seed: u8) {
+            let data = blob(len, seed);
+            let (ps, _, _) = prefixes(&data, K);
+            let p = &ps[cut.min(ps.len() - 1)];
+            let tail = p.tail(from.min(p.known()));
+            prop_assert_eq!(&PrefixTail::decode(&tail.encode()).expect("test data"), &tail);
+        }
+
+        #[test]
+        fn tail_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = PrefixTail::decode(&bytes);
+        }
+
         #[test]
         fn encoding_round_trips(len in 0usize..6 * K, cut in 0usize..8, seed: u8) {
             let data = blob(len, seed);
