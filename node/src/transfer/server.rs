@@ -623,8 +623,31 @@ mod tests {
     use super::TransferServer;
     use crate::metrics::Metrics;
     use crate::store::{Store, StoreOptions};
-    use crate::transfer::downloads::Downloads;
+    use crate::transfer::downloads::{Download, DownloadState, Downloads};
     use tokio::time::{Duration, Instant};
+
+    /// `len` bytes counting up modulo `modulus` (a prime, so chunks differ).
+    fn patterned(len: u32, modulus: u32) -> Vec<u8> {
+        (0..len).map(|i| (i % modulus) as u8).collect()
+    }
+
+    fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(StoreOptions {
+            root: dir.path().to_path_buf(),
+        })
+        .expect("store");
+        (dir, store)
+    }
+
+    /// A download of `digest` under way, as the fetcher would start it.
+    fn start_download(downloads: &Downloads, digest: &Digest) -> (Download, Arc<DownloadState>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let download = downloads.join_or_start(digest, |state| {
+            tx.send(state).expect("send");
+        });
+        (download, rx.recv().expect("state"))
+    }
 
     /// What the server answers a `GetChunk` for chunk `index` with, if a chunk.
     async fn served_chunk(server: &TransferServer, digest: &Digest, index: u32) -> Option<Vec<u8>> {
@@ -644,14 +667,8 @@ mod tests {
     /// (4× the current one) serves a map that fits the chunks it serves.
     #[tokio::test]
     async fn a_map_kept_under_another_chunk_size_is_computed_afresh() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions {
-            root: dir.path().to_path_buf(),
-        })
-        .expect("store");
-        let data: Vec<u8> = (0..10 * DEFAULT_CHUNK_SIZE + 7)
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let (_dir, store) = open_store();
+        let data = patterned(10 * DEFAULT_CHUNK_SIZE + 7, 251);
         assert!(
             data.len() > 4 * DEFAULT_CHUNK_SIZE as usize,
             "the old plan has chunks"
@@ -686,14 +703,8 @@ mod tests {
     /// is checked (and then served), or for the wait asked for.
     #[tokio::test]
     async fn a_held_chunk_ask_is_answered_once_the_chunk_is_checked() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions {
-            root: dir.path().to_path_buf(),
-        })
-        .expect("store");
-        let data: Vec<u8> = (0..3 * DEFAULT_CHUNK_SIZE)
-            .map(|i| (i % 253) as u8)
-            .collect();
+        let (_dir, store) = open_store();
+        let data = patterned(3 * DEFAULT_CHUNK_SIZE, 253);
         let digest = Digest::sha256_of(&data);
         let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
         let mut builder = ChunkMapBuilder::new(digest.algorithm(), plan);
@@ -703,11 +714,7 @@ mod tests {
             .partial_blob(&digest, plan.size(), plan.chunk_size())
             .expect("partial");
         let downloads = Downloads::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _download = downloads.join_or_start(&digest, |state| {
-            tx.send(state).expect("send");
-        });
-        let state = rx.recv().expect("state");
+        let (_download, state) = start_download(&downloads, &digest);
         state.set_map(partial.clone(), Arc::new(map));
         let server = TransferServer::new(store, Arc::new(Metrics::default()), downloads);
 
@@ -749,5 +756,63 @@ mod tests {
             .expect("the chunk is not served");
         assert_eq!(bytes, chunk);
         assert!(!server.can_serve(&digest, 0), "only the checked chunk");
+    }
+
+    /// A node fetching a blob from upstream answers `GetPrefixFrom` with
+    /// the states it has past the ones asked from; a node holding the
+    /// blob with all of them past that point.
+    #[tokio::test]
+    async fn prefix_tails_carry_the_states_past_the_ones_asked_from() {
+        let (_dir, store) = open_store();
+        let data = patterned(6 * DEFAULT_CHUNK_SIZE + 9, 241);
+        let digest = Digest::sha256_of(&data);
+        let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
+        let mut builder = ChunkMapBuilder::new(digest.algorithm(), plan);
+        builder.update(&data[..3 * DEFAULT_CHUNK_SIZE as usize]);
+        let prefix = builder.prefix();
+        assert_eq!(prefix.known(), 3);
+        let partial = store
+            .partial_blob(&digest, plan.size(), plan.chunk_size())
+            .expect("partial");
+        let downloads = Downloads::default();
+        let (_download, state) = start_download(&downloads, &digest);
+        state.set_plan(partial, plan, None, "upstream");
+        state.set_prefix(prefix.clone());
+        let server = TransferServer::new(store.clone(), Arc::new(Metrics::default()), downloads);
+        let tail_from = |digest: Digest, from: u32| {
+            let server = &server;
+            async move {
+                match server.answer(Message::GetPrefixFrom { digest, from }).await {
+                    Message::PrefixTail { tail, .. } => Some(tail),
+                    _ => None,
+                }
+            }
+        };
+
+        // Two of the three states known there, from the second on.
+        let tail = tail_from(digest.clone(), 1).await.expect("a tail");
+        assert_eq!((tail.from(), tail.len()), (1, 2));
+        let mut known = prefix.clone();
+        known.extend_tail(&tail).expect("agrees");
+        assert_eq!(known, prefix);
+        // Past what it knows: empty, from the first state it lacks.
+        let tail = tail_from(digest.clone(), 5).await.expect("a tail");
+        assert!(tail.is_empty() && tail.from() == 3);
+        // Unknown blob: not found, no tail.
+        assert!(tail_from(Digest::sha256_of(b"other"), 0).await.is_none());
+
+        // Once the blob is whole here, every state past the one asked from.
+        store.put_blob(&digest, &data).await.expect("put");
+        let tail = tail_from(digest.clone(), 3).await.expect("a tail");
+        assert_eq!((tail.from(), tail.len()), (3, plan.count() - 1 - 3));
+        let mut known = prefix;
+        known.extend_tail(&tail).expect("agrees");
+        assert!(known.is_whole());
+        let (map, _) = {
+            let mut b = ChunkMapBuilder::new(digest.algorithm(), plan);
+            b.update(&data);
+            b.finish().expect("map")
+        };
+        assert_eq!(known.to_map(), Some(map));
     }
 }
