@@ -367,13 +367,19 @@ fn tag_name(bytes: &[u8]) -> Result<String, WireError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| WireError::Malformed("tag name is not UTF-8"))
 }
 
+/// The length field of the frame at the front of `buf` (kind and body,
+/// not checked against [`MAX_FRAME_LEN`]), once its four bytes are in.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let b = buf.get(..4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
 /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are
 /// needed, else the message and how many bytes it used.
 pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
-    let Some(len_bytes) = buf.get(..4) else {
+    let Some(len) = frame_len(buf) else {
         return Ok(None);
     };
-    let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
     if len > MAX_FRAME_LEN {
         return Err(WireError::FrameTooLong(len));
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::Stream;
 use shoal_protocol::Digest;
-use shoal_protocol::chain::{ChainPrefix, ChunkMap};
+use shoal_protocol::chain::{ChainPrefix, ChunkMap, PrefixTail};
 use shoal_protocol::chunk::ChunkPlan;
 use shoal_protocol::share::{ChunkHash, SplitShare};
 use tokio::sync::watch;
@@ -147,6 +147,19 @@ impl DownloadState {
 
     pub fn view(&self) -> Option<PartialView> {
         self.view_mut(|v| v.clone())
+    }
+
+    /// The chain states known from `from` on (all of them under a map),
+    /// without copying the view out: a follower asks for them ten times a
+    /// second.
+    pub fn prefix_tail(&self, from: u32) -> Option<PrefixTail> {
+        self.view_mut(|v| {
+            let view = v.as_ref()?;
+            match (&view.map, &view.prefix) {
+                (Some(map), _) => Some(map.to_prefix().tail(from)),
+                (None, prefix) => prefix.as_ref().map(|p| p.tail(from)),
+            }
+        })
     }
 
     /// [`PartialView::servable`] without copying the view out.

@@ -1,7 +1,7 @@
 //! Reading and writing protocol frames on a stream, with a bounded buffer.
 
 use futures_util::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use shoal_protocol::wire::{Message, WireError, decode_frame, encode_frame};
+use shoal_protocol::wire::{Message, WireError, decode_frame, encode_frame, frame_len};
 
 use crate::limits::{PACE_PIECE, RateLimiter};
 
@@ -62,12 +62,7 @@ impl FrameReader {
             self.filled -= self.start;
             self.start = 0;
         }
-        let frame = match self.buf.get(..4) {
-            Some(len) if self.filled >= 4 => {
-                4 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize
-            }
-            _ => 0,
-        };
+        let frame = frame_len(&self.buf[..self.filled]).map_or(0, |len| 4 + len);
         let wanted = frame.max(self.filled + READ_ROOM);
         if self.buf.len() < wanted {
             self.buf.resize(wanted, 0);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use shoal_protocol::Digest;
-use shoal_protocol::chain::{ChainPrefix, ChunkMap, ChunkMapBuilder};
+use shoal_protocol::chain::{ChunkMap, ChunkMapBuilder, PrefixTail};
 use shoal_protocol::chunk::{ChunkError, ChunkPlan, DEFAULT_CHUNK_SIZE};
 use shoal_protocol::share::SplitShare;
 use shoal_protocol::wire::{MAX_CHUNK_WAIT_MS, Message, PROTOCOL_NAME};
@@ -317,17 +317,22 @@ impl TransferServer {
                 },
                 None => Message::NotFound { digest },
             },
-            Message::GetPrefix { digest } => match self.prefix(&digest).await {
-                Some(prefix) => Message::Prefix { digest, prefix },
-                None => Message::NotFound { digest },
-            },
-            Message::GetPrefixFrom { digest, from } => match self.prefix(&digest).await {
-                Some(prefix) => Message::PrefixTail {
-                    digest,
-                    tail: prefix.tail(from),
-                },
-                None => Message::NotFound { digest },
-            },
+            Message::GetPrefix { digest } => {
+                match self
+                    .prefix_tail(&digest, 0)
+                    .await
+                    .and_then(PrefixTail::into_prefix)
+                {
+                    Some(prefix) => Message::Prefix { digest, prefix },
+                    None => Message::NotFound { digest },
+                }
+            }
+            Message::GetPrefixFrom { digest, from } => {
+                match self.prefix_tail(&digest, from).await {
+                    Some(tail) => Message::PrefixTail { digest, tail },
+                    None => Message::NotFound { digest },
+                }
+            }
             Message::GetShare { digest } => match self.store.blob_size(&digest) {
                 // Whole here: every chunk may be asked for.
                 Ok(Some(size)) => match served_plan(size) {
@@ -413,17 +418,14 @@ impl TransferServer {
         }
     }
 
-    /// The chain states known of `digest`: all of them for a committed
-    /// blob or a download with a map, those hashed so far for one coming
-    /// from upstream.
-    async fn prefix(&self, digest: &Digest) -> Option<ChainPrefix> {
+    /// The chain states known of `digest` from `from` on: all of them for
+    /// a committed blob or a download with a map, those hashed so far for
+    /// one coming from upstream.
+    async fn prefix_tail(&self, digest: &Digest, from: u32) -> Option<PrefixTail> {
         if let Some(map) = self.map(digest).await {
-            return Some(map.to_prefix());
+            return Some(map.to_prefix().tail(from));
         }
-        match self.partial(digest)? {
-            PartialView { map: Some(map), .. } => Some(map.to_prefix()),
-            PartialView { prefix, .. } => prefix,
-        }
+        self.downloads.get(digest)?.prefix_tail(from)
     }
 
     /// The download of `digest` under way, if it has a chunk map yet.

@@ -118,20 +118,30 @@ impl ChainPrefix {
     /// Takes in a newer prefix of the same blob. It must agree with every
     /// state known here: an author that changes its story is lying.
     pub fn extend(&mut self, newer: &ChainPrefix) -> Result<(), PrefixContradiction> {
+        self.merge(0, newer)
+    }
+
+    /// Takes in `newer`'s states as the states from `from` on. Those it
+    /// shares with this prefix must agree; one that starts past the known
+    /// states leaves a gap and teaches nothing (it is not a contradiction).
+    fn merge(&mut self, from: u32, newer: &ChainPrefix) -> Result<(), PrefixContradiction> {
         if newer.plan != self.plan || newer.algorithm != self.algorithm {
             return Err(PrefixContradiction(0));
         }
-        if let Some(i) = self
-            .states
+        let from = from as usize;
+        let Some(known_here) = self.states.get(from..) else {
+            return Ok(());
+        };
+        if let Some(i) = known_here
             .iter()
             .zip(&newer.states)
             .position(|(a, b)| a != b)
         {
-            return Err(PrefixContradiction(i as u32));
+            return Err(PrefixContradiction((from + i) as u32));
         }
-        if newer.states.len() > self.states.len() {
-            self.states
-                .extend_from_slice(&newer.states[self.states.len()..]);
+        let shared = known_here.len();
+        if newer.states.len() > shared {
+            self.states.extend_from_slice(&newer.states[shared..]);
         }
         Ok(())
     }
@@ -186,8 +196,9 @@ impl PrefixTail {
         self.part.states.is_empty()
     }
 
-    pub fn plan(&self) -> ChunkPlan {
-        self.part.plan
+    /// The tail as a whole prefix, when it starts at the first state.
+    pub fn into_prefix(self) -> Option<ChainPrefix> {
+        (self.from == 0).then_some(self.part)
     }
 
     /// `from:u32` then the states in a prefix's layout.
@@ -228,30 +239,9 @@ impl ChainPrefix {
     }
 
     /// Takes in a tail of a newer prefix of the same blob, as
-    /// [`ChainPrefix::extend`] takes a whole one: the states it shares with
-    /// this one must agree. A tail that starts past the known states
-    /// leaves a gap and teaches nothing; it is not a contradiction.
+    /// [`ChainPrefix::extend`] takes a whole one.
     pub fn extend_tail(&mut self, tail: &PrefixTail) -> Result<(), PrefixContradiction> {
-        if tail.part.plan != self.plan || tail.part.algorithm != self.algorithm {
-            return Err(PrefixContradiction(0));
-        }
-        let from = tail.from as usize;
-        if from > self.states.len() {
-            return Ok(());
-        }
-        if let Some(i) = self.states[from..]
-            .iter()
-            .zip(&tail.part.states)
-            .position(|(a, b)| a != b)
-        {
-            return Err(PrefixContradiction((from + i) as u32));
-        }
-        let known_in_tail = self.states.len() - from;
-        if tail.part.states.len() > known_in_tail {
-            self.states
-                .extend_from_slice(&tail.part.states[known_in_tail..]);
-        }
-        Ok(())
+        self.merge(tail.from, &tail.part)
     }
 }
 
