@@ -12,11 +12,20 @@ pub struct Rates {
     pub down_mbit: f64,
 }
 
+/// Ethernet's MTU: every link of the site has it unless asked otherwise.
+pub const STANDARD_MTU: u32 = 1500;
+
 /// N hosts behind one uplink.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Site {
     pub hosts: usize,
     pub rates: Rates,
+    /// The MTU of the hosts' links to the switch. The origin's link keeps
+    /// [`STANDARD_MTU`], so upstream traffic always has Ethernet's header
+    /// overhead; a larger LAN MTU (jumbo frames) only changes how many
+    /// packets — and so how much kernel work on this machine's two cores —
+    /// the traffic between hosts takes.
+    pub lan_mtu: u32,
 }
 
 fn bytes_per_s(mbit: f64) -> f64 {
@@ -57,6 +66,7 @@ mod tests {
                 up_mbit,
                 down_mbit,
             },
+            lan_mtu: STANDARD_MTU,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::image::ImageSpec;
-use super::params::{Site, lower_bound_s};
+use super::params::{STANDARD_MTU, Site, lower_bound_s};
 use super::scenario::{Mode, Outcome};
 
 /// A finished run, ready to print.
@@ -60,9 +60,14 @@ pub fn markdown(run: &Run<'_>) -> String {
     let r = run.site.rates;
     let t_star = run.lower_bound_s();
     let mut out = String::new();
+    let lan = if run.site.lan_mtu == STANDARD_MTU {
+        String::new()
+    } else {
+        format!(", hosts' links MTU {}", run.site.lan_mtu)
+    };
     let _ = writeln!(
         out,
-        "N = {}, U0 = {} Mbit/s, u = {} Mbit/s, d = {} Mbit/s, image {} (S = {:.1} MiB), T* = {t_star:.2} s\n",
+        "N = {}, U0 = {} Mbit/s, u = {} Mbit/s, d = {} Mbit/s{lan}, image {} (S = {:.1} MiB), T* = {t_star:.2} s\n",
         run.site.hosts,
         r.origin_mbit,
         r.up_mbit,
@@ -157,6 +162,39 @@ pub fn markdown(run: &Run<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edge::params::Rates;
+
+    fn header(lan_mtu: u32) -> String {
+        let site = Site {
+            hosts: 8,
+            rates: Rates {
+                origin_mbit: 100.0,
+                up_mbit: 100.0,
+                down_mbit: 100.0,
+            },
+            lan_mtu,
+        };
+        let run = Run {
+            site,
+            image: ImageSpec::Single { mib: 64 },
+            image_bytes: 64 << 20,
+            outcomes: &[],
+            notes: &[],
+        };
+        markdown(&run).lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn the_header_names_a_lan_mtu_only_when_it_is_not_ethernets() {
+        let standard = header(STANDARD_MTU);
+        assert!(standard.starts_with("N = 8, U0 = 100 Mbit/s"), "{standard}");
+        assert!(!standard.contains("MTU"), "{standard}");
+        let jumbo = header(9000);
+        assert!(
+            jumbo.contains("d = 100 Mbit/s, hosts' links MTU 9000, image"),
+            "{jumbo}"
+        );
+    }
 
     #[test]
     fn median_of_an_odd_and_an_even_sample() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::bench::{BenchOptions, BenchResult};
 use super::client::DEFAULT_PARALLEL;
 use super::image::ImageSpec;
-use super::params::{Rates, Site};
+use super::params::{Rates, STANDARD_MTU, Site};
 use super::scenario::Mode;
 
 /// The most the origin may send in the shoal scenario, in images: one
@@ -25,6 +25,7 @@ pub fn options(shoal_bin: PathBuf) -> BenchOptions {
                 up_mbit: 200.0,
                 down_mbit: 200.0,
             },
+            lan_mtu: STANDARD_MTU,
         },
         image: ImageSpec::Single { mib: 8 },
         modes: vec![Mode::Direct, Mode::Shoal],
