@@ -11,15 +11,19 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::cmd::in_namespace;
 use super::lab::{Host, Lab};
-use super::params::Site;
+use super::params::{STANDARD_MTU, Site};
 use super::transfer::{READY, Received};
 
 const PORT: u16 = 7000;
 /// Each transfer lasts about this long at the expected rate.
 const SECONDS: f64 = 3.0;
-/// TCP payload per full Ethernet frame: 1448 of 1514 bytes (tbf counts
-/// the headers, the receiver does not).
-pub const PAYLOAD_SHARE: f64 = 1448.0 / 1514.0;
+/// TCP payload per full Ethernet frame of `mtu`: 1448 of 1514 bytes at
+/// 1500 (IP and TCP headers with timestamps, 52 bytes, inside the MTU;
+/// the Ethernet header, 14, outside). tbf counts the headers, the
+/// receiver does not.
+pub fn payload_share(mtu: u32) -> f64 {
+    f64::from(mtu - 52) / f64::from(mtu + 14)
+}
 /// Measured goodput must be within this band of rate × payload share.
 const TOLERANCE: (f64, f64) = (0.90, 1.05);
 
@@ -28,13 +32,15 @@ const TOLERANCE: (f64, f64) = (0.90, 1.05);
 pub struct PathCheck {
     pub label: String,
     pub rate_mbit: f64,
+    /// The smallest MTU on the path.
+    pub mtu: u32,
     pub measured: Received,
 }
 
 impl PathCheck {
     /// Measured goodput over the goodput a perfectly shaped link gives.
     pub fn ratio(&self) -> f64 {
-        self.measured.mbit_per_s() / (self.rate_mbit * PAYLOAD_SHARE)
+        self.measured.mbit_per_s() / (self.rate_mbit * payload_share(self.mtu))
     }
 
     pub fn ok(&self) -> bool {
@@ -54,11 +60,13 @@ pub async fn run(exe: &Path, lab: &Lab, site: &Site) -> anyhow::Result<Vec<PathC
             h0,
             "origin → h0",
             r.origin_mbit.min(r.down_mbit),
+            STANDARD_MTU,
         )
         .await?,
     ];
     if let Some(h1) = lab.hosts.get(1) {
-        checks.push(measure(exe, h0, h1, "h0 → h1", r.up_mbit.min(r.down_mbit)).await?);
+        let rate = r.up_mbit.min(r.down_mbit);
+        checks.push(measure(exe, h0, h1, "h0 → h1", rate, site.lan_mtu).await?);
     }
     Ok(checks)
 }
@@ -69,6 +77,7 @@ async fn measure(
     to: &Host,
     label: &str,
     rate_mbit: f64,
+    mtu: u32,
 ) -> anyhow::Result<PathCheck> {
     let addr = SocketAddr::from((from.ip, PORT));
     let bytes = (rate_mbit * 1e6 / 8.0 * SECONDS) as u64;
@@ -106,6 +115,19 @@ async fn measure(
     Ok(PathCheck {
         label: label.to_owned(),
         rate_mbit,
+        mtu,
         measured,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_share_of_ordinary_and_jumbo_frames() {
+        assert!((payload_share(STANDARD_MTU) - 1448.0 / 1514.0).abs() < 1e-12);
+        assert!((payload_share(9000) - 8948.0 / 9014.0).abs() < 1e-12);
+        assert!(payload_share(9000) > payload_share(STANDARD_MTU));
+    }
 }
