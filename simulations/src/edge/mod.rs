@@ -12,6 +12,11 @@
 //!   docker-registry                                                   client [+ shoal daemon]
 //! ```
 //!
+//! Links carry Ethernet's 1500-byte frames; `--lan-mtu` gives the hosts'
+//! links larger ones (the origin's keeps 1500) to see how much of a run's
+//! CPU is the kernel's per-packet work. The bridge does not hand frames to
+//! netfilter, as a switch would not.
+//!
 //! Everything that runs inside a namespace (the pull clients, the image
 //! pusher, readiness probes, the shaping self-check) is this same binary
 //! re-executed with `ip netns exec NS <exe> <internal subcommand>`, so no
