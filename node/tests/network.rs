@@ -380,6 +380,53 @@ async fn empty_node_serves_a_blob_from_two_providers() {
     }
 }
 
+/// A provider whose chunk map comes after the fetcher's grace (it was still
+/// hashing the blob it had just received) joins the download when it
+/// answers, instead of being left out of it: A answers its map late, B at
+/// once but slowly delivers its chunks, and A still serves a good share.
+#[tokio::test]
+async fn a_provider_that_answers_late_joins_the_fetch() {
+    use shoal_node::transfer::LiarMode;
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let a = Daemon::start_lying(dirs[0].path(), None, Vec::new(), Some(LiarMode::SlowMap)).await;
+    let b = Daemon::start_lying(
+        dirs[1].path(),
+        None,
+        vec![a.p2p_addr.clone()],
+        Some(LiarMode::Slow),
+    )
+    .await;
+    let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
+    // 256 chunks: B alone, four at a time at 50 ms each, needs 3.2 s; A's
+    // map comes 2 s after B's.
+    let data = common::pattern(64 * 1024 * 1024, 7);
+    let digest = a.push("app", &data).await;
+    assert_eq!(b.push("app", &data).await, digest);
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
+
+    let got = common::pull_blob(d.base.clone(), digest.clone()).await;
+    assert_eq!(got, Ok(digest));
+    let (sent_a, sent_b) = (
+        a.metric("shoal_p2p_bytes_sent_total").await,
+        b.metric("shoal_p2p_bytes_sent_total").await,
+    );
+    eprintln!(
+        "bytes sent: A (late map) {sent_a}, B (slow chunks) {sent_b}, blob {}",
+        data.len()
+    );
+    assert!(
+        sent_a >= data.len() as u64 / 8,
+        "the late provider sent only {sent_a} bytes"
+    );
+    assert_eq!(d.metric("shoal_chunks_rejected_total").await, 0);
+    for node in [a, b, d] {
+        node.stop().await;
+    }
+}
+
 /// Limits change how fast, not what: a provider with one upload slot and
 /// both ends rate-limited still delivers the blob whole, every chunk
 /// checked, with its several request streams taking turns for the slot.

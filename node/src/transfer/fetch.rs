@@ -22,8 +22,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use libp2p::PeerId;
 use shoal_protocol::Digest;
 use shoal_protocol::chain::{ChainVerifier, ChunkMap};
@@ -51,9 +51,10 @@ pub const STREAMS_PER_PEER: usize = 4;
 /// How long a provider lookup may take before the answer is "nobody".
 pub const FIND_DEADLINE: Duration = Duration::from_secs(2);
 /// After the first provider answered with its map, how long the others
-/// get (their maps are compared, and they share the work; a provider
-/// slower than this is left out of the fetch). Generous: a provider may be
-/// computing the map of a blob it just received.
+/// get before the fetch starts (their maps are compared before any chunk
+/// is asked for). A provider slower than this — one computing the map of
+/// a blob it just received — joins the fetch when it answers, if its map
+/// is the one the fetch follows.
 pub const MAP_GRACE: Duration = Duration::from_millis(1500);
 /// End-game: once nothing is left to hand out, a chunk requested this long
 /// ago and not yet delivered is asked of an idle provider too.
@@ -101,6 +102,9 @@ pub struct Fetcher {
     /// it (`[upstream] split`); 1: one fetches, the others follow it.
     split: usize,
 }
+
+/// Map asks still open when a download starts ([`Fetcher::ask_maps`]).
+type LateMaps = FuturesUnordered<futures_util::future::BoxFuture<'static, Option<Candidate>>>;
 
 /// A provider that answered with a chunk map, and the stream it answered on.
 struct Candidate {
@@ -339,11 +343,32 @@ impl Fetcher {
         self.downloads.end(&state, finished);
     }
 
+    /// [`STREAMS_PER_PEER`] workers taking chunks from `peer` for `round`,
+    /// the first on the stream the peer answered its map on.
+    fn workers(
+        &self,
+        peer: PeerId,
+        session: Session,
+        round: &Arc<Round>,
+    ) -> impl Iterator<Item = Worker> + use<> {
+        let mut session = Some(session);
+        let (control, round) = (self.network.stream_control(), round.clone());
+        (0..STREAMS_PER_PEER).map(move |slot| Worker {
+            peer,
+            primary: slot == 0,
+            session: session.take(),
+            control: control.clone(),
+            round: round.clone(),
+        })
+    }
+
     /// Opens a stream to each provider and asks for its chunk map (and,
     /// unless the blob is one chunk, its have-map), all at once. Returns
-    /// once every provider answered, or [`MAP_GRACE`] after the first did.
-    async fn ask_maps(&self, digest: &Digest, providers: &[PeerId]) -> Vec<Candidate> {
-        let mut asks: FuturesUnordered<_> = providers
+    /// once every provider answered, or [`MAP_GRACE`] after the first did,
+    /// with the asks still open: a provider that answers later (one still
+    /// hashing a blob it has just received) joins the download then.
+    async fn ask_maps(&self, digest: &Digest, providers: &[PeerId]) -> (Vec<Candidate>, LateMaps) {
+        let mut asks: LateMaps = providers
             .iter()
             .map(|peer| {
                 let mut control = self.network.stream_control();
@@ -404,6 +429,7 @@ impl Fetcher {
                         session,
                     })
                 }
+                .boxed()
             })
             .collect();
         let mut out = Vec::new();
@@ -428,7 +454,7 @@ impl Fetcher {
                 grace.get_or_insert_with(|| tokio::time::Instant::now() + MAP_GRACE);
             }
         }
-        out
+        (out, asks)
     }
 
     /// From peers. With an upstream to hand over to, peers that stop
@@ -443,12 +469,12 @@ impl Fetcher {
         if providers.is_empty() {
             return Err(FetchError::NotFound(digest));
         }
-        let mut answers = self.ask_maps(&digest, &providers).await;
+        let (mut answers, mut late) = self.ask_maps(&digest, &providers).await;
         if answers.is_empty() {
             // Streams to a busy peer are sometimes refused (its accept
             // queue overflowed); one more round before giving up.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            answers = self.ask_maps(&digest, &providers).await;
+            (answers, late) = self.ask_maps(&digest, &providers).await;
         }
         tracing::info!(%digest, providers = providers.len(), answered = answers.len(), "fetching from peers");
         if answers.is_empty() {
@@ -552,23 +578,29 @@ impl Fetcher {
             });
             // Every provider serves chunks: the map's backers and the
             // others alike (chunks are checked anyway).
-            let mut workers = Vec::new();
+            let mut workers = FuturesUnordered::new();
             for (peer, _, session) in pool.drain(..) {
-                let mut session = Some(session);
-                for slot in 0..STREAMS_PER_PEER {
-                    workers.push(
-                        Worker {
-                            peer,
-                            primary: slot == 0,
-                            session: session.take(),
-                            control: self.network.stream_control(),
-                            round: round.clone(),
+                workers.extend(self.workers(peer, session, &round).map(Worker::run));
+            }
+            let mut results = Vec::new();
+            loop {
+                tokio::select! {
+                    done = workers.next() => match done {
+                        Some(result) => results.push(result),
+                        None => break,
+                    },
+                    // A provider whose map came after the grace joins, if
+                    // it serves the map this round follows.
+                    Some(answer) = late.next(), if !late.is_empty() => {
+                        if let Some(c) = answer.filter(|c| c.map == *map && !self.peers.is_banned(&c.peer)) {
+                            tracing::info!(%digest, peer = %c.peer, "a provider answered late; it joins the fetch");
+                            round.schedule.lock().await.set_availability(c.peer, c.avail);
+                            round.wake.notify_waiters();
+                            workers.extend(self.workers(c.peer, c.session, &round).map(Worker::run));
                         }
-                        .run(),
-                    );
+                    }
                 }
             }
-            let results = futures_util::future::join_all(workers).await;
             let s = round.schedule.lock().await;
             if s.verifier.complete() {
                 // The digest proved this map: whoever served another lied,

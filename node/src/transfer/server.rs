@@ -79,6 +79,9 @@ pub enum LiarMode {
     Slow,
     /// Honest for its first 8 chunks, then never answers again.
     StallMidway,
+    /// Honest, but sends its chunk maps half a second after the fetcher's
+    /// grace for them (a provider still hashing a blob it just received).
+    SlowMap,
 }
 
 impl TransferServer {
@@ -585,6 +588,9 @@ fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
         (LiarMode::Stall, Message::Chunk { .. }) => Lie::Stall,
         (LiarMode::StallMidway, Message::Chunk { .. }) if chunks_served >= 8 => Lie::Stall,
         (LiarMode::Slow, Message::Chunk { .. }) => Lie::Delay(std::time::Duration::from_millis(50)),
+        (LiarMode::SlowMap, Message::Map { .. }) => {
+            Lie::Delay(super::fetch::MAP_GRACE + std::time::Duration::from_millis(500))
+        }
         (LiarMode::Disconnect, reply @ Message::Chunk { .. }) => {
             let frame = shoal_protocol::wire::encode_frame(reply);
             Lie::Cut(frame[..frame.len() / 2].to_vec())
