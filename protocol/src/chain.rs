@@ -208,6 +208,12 @@ impl ChunkMap {
         ChainPrefix::from_parts(self.algorithm, self.plan, self.states.clone())
     }
 
+    /// `self.to_prefix().tail(from)`, without copying the states before
+    /// `from`.
+    pub fn tail(&self, from: u32) -> PrefixTail {
+        PrefixTail::of(self.algorithm, self.plan, &self.states, from)
+    }
+
     /// Indexes of the states where two maps of the same plan disagree
     /// (all of them when the plans differ).
     pub fn differing_states(&self, other: &ChunkMap) -> Vec<u32> {

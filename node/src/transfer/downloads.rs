@@ -156,7 +156,7 @@ impl DownloadState {
         self.view_mut(|v| {
             let view = v.as_ref()?;
             match (&view.map, &view.prefix) {
-                (Some(map), _) => Some(map.to_prefix().tail(from)),
+                (Some(map), _) => Some(map.tail(from)),
                 (None, prefix) => prefix.as_ref().map(|p| p.tail(from)),
             }
         })

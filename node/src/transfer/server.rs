@@ -426,7 +426,7 @@ impl TransferServer {
     /// one coming from upstream.
     async fn prefix_tail(&self, digest: &Digest, from: u32) -> Option<PrefixTail> {
         if let Some(map) = self.map(digest).await {
-            return Some(map.to_prefix().tail(from));
+            return Some(map.tail(from));
         }
         self.downloads.get(digest)?.prefix_tail(from)
     }

@@ -196,6 +196,22 @@ impl PrefixTail {
         self.part.states.is_empty()
     }
 
+    /// The states from `from` on of a chain whose known states are
+    /// `states` (a prefix's, or a whole map's), clamped like
+    /// [`ChainPrefix::tail`].
+    pub(super) fn of(
+        algorithm: Algorithm,
+        plan: ChunkPlan,
+        states: &[ChainState],
+        from: u32,
+    ) -> PrefixTail {
+        let from = from.min(states.len() as u32);
+        PrefixTail {
+            from,
+            part: ChainPrefix::from_parts(algorithm, plan, states[from as usize..].to_vec()),
+        }
+    }
+
     /// The tail as a whole prefix, when it starts at the first state.
     pub fn into_prefix(self) -> Option<ChainPrefix> {
         (self.from == 0).then_some(self.part)
@@ -227,15 +243,7 @@ impl ChainPrefix {
     /// The states from `from` on; past the known states, an empty tail
     /// starting at the first unknown one.
     pub fn tail(&self, from: u32) -> PrefixTail {
-        let from = from.min(self.known());
-        PrefixTail {
-            from,
-            part: ChainPrefix::from_parts(
-                self.algorithm,
-                self.plan,
-                self.states[from as usize..].to_vec(),
-            ),
-        }
+        PrefixTail::of(self.algorithm, self.plan, &self.states, from)
     }
 
     /// Takes in a tail of a newer prefix of the same blob, as
@@ -389,6 +397,15 @@ mod tests {
         let mut q = ps[1].clone();
         q.extend_tail(&ps[6].tail(3)).expect("test data");
         assert_eq!(q, ps[1]);
+    }
+
+    #[test]
+    fn a_maps_tail_is_its_whole_prefixs_tail() {
+        let data = blob(5 * K + 3, 2);
+        let (_, map, _) = prefixes(&data, K);
+        for from in 0..8 {
+            assert_eq!(map.tail(from), map.to_prefix().tail(from), "from {from}");
+        }
     }
 
     #[test]

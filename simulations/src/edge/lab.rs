@@ -91,14 +91,9 @@ impl Lab {
         // (about 2% of all CPU samples in a profile of N = 16 at 100
         // Mbit/s). The keys exist only while the module is loaded.
         if std::path::Path::new("/proc/sys/net/bridge").exists() {
-            cmd::run(
-                "ip",
+            sysctl(
+                &switch,
                 &[
-                    "netns",
-                    "exec",
-                    &switch,
-                    "sysctl",
-                    "-qw",
                     "net.bridge.bridge-nf-call-iptables=0",
                     "net.bridge.bridge-nf-call-ip6tables=0",
                     "net.bridge.bridge-nf-call-arptables=0",
@@ -110,18 +105,25 @@ impl Lab {
         let origin = lab.origin.clone();
         lab.add_namespace(&origin.ns)?;
         // The uplink is slow both ways: shaped to U0 at both ends.
-        lab.attach(&origin, "origin", rates.origin_mbit, rates.origin_mbit)?;
+        // The origin's link keeps Ethernet's MTU whatever the hosts' is: the
+        // bridge forwards between ports of different MTUs, and TCP's MSS
+        // keeps each connection to the smaller.
+        lab.attach(
+            &origin,
+            "origin",
+            rates.origin_mbit,
+            rates.origin_mbit,
+            STANDARD_MTU,
+        )?;
         for host in lab.hosts.clone() {
             lab.add_namespace(&host.ns)?;
-            let port = format!("h{}", host.index);
-            lab.attach(&host, &port, rates.up_mbit, rates.down_mbit)?;
-            if site.lan_mtu != STANDARD_MTU {
-                // Both ends: the bridge forwards between ports of different
-                // MTUs, and TCP's MSS keeps each connection to the smaller.
-                let mtu = site.lan_mtu.to_string();
-                cmd::run("ip", &["-n", &host.ns, "link", "set", LINK, "mtu", &mtu])?;
-                cmd::run("ip", &["-n", &switch, "link", "set", &port, "mtu", &mtu])?;
-            }
+            lab.attach(
+                &host,
+                &format!("h{}", host.index),
+                rates.up_mbit,
+                rates.down_mbit,
+                site.lan_mtu,
+            )?;
         }
         Ok(lab)
     }
@@ -136,30 +138,28 @@ impl Lab {
         cmd::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         // IPv6 router solicitations and MLD reports would add their bytes
         // to the link counters; nothing here uses IPv6.
-        cmd::run_quietly(
-            "ip",
+        if let Err(e) = sysctl(
+            ns,
             &[
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
                 "net.ipv6.conf.all.disable_ipv6=1",
                 "net.ipv6.conf.default.disable_ipv6=1",
             ],
-        );
+        ) {
+            eprintln!("IPv6 stays on in {ns}: {e:#}");
+        }
         Ok(())
     }
 
     /// Joins `machine` to the bridge through a veth pair: its end is `eth0`
     /// sending at `up_mbit`, the switch's end is `port` sending at
-    /// `down_mbit`.
+    /// `down_mbit`, both with frames of `mtu`.
     fn attach(
         &mut self,
         machine: &Host,
         port: &str,
         up_mbit: f64,
         down_mbit: f64,
+        mtu: u32,
     ) -> anyhow::Result<()> {
         let switch = self.switch();
         cmd::run(
@@ -190,6 +190,11 @@ impl Lab {
             &["-n", &machine.ns, "addr", "add", &addr, "dev", LINK],
         )?;
         cmd::run("ip", &["-n", &machine.ns, "link", "set", LINK, "up"])?;
+        if mtu != STANDARD_MTU {
+            let mtu = mtu.to_string();
+            cmd::run("ip", &["-n", &machine.ns, "link", "set", LINK, "mtu", &mtu])?;
+            cmd::run("ip", &["-n", &switch, "link", "set", port, "mtu", &mtu])?;
+        }
         shape_egress(&machine.ns, LINK, up_mbit)?;
         shape_egress(&switch, port, down_mbit)?;
         Ok(())
@@ -201,6 +206,14 @@ impl Lab {
             delete_namespace(&ns);
         }
     }
+}
+
+/// Sets kernel parameters (`key=value`) inside namespace `ns`.
+fn sysctl(ns: &str, settings: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["netns", "exec", ns, "sysctl", "-qw"];
+    args.extend_from_slice(settings);
+    cmd::run("ip", &args)?;
+    Ok(())
 }
 
 impl Drop for Lab {
