@@ -3,6 +3,7 @@
 pub mod announcer;
 pub mod config;
 pub mod daemon;
+mod error_chain;
 pub mod limits;
 pub mod metrics;
 pub mod network;

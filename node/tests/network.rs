@@ -129,6 +129,25 @@ async fn providers_are_found_across_nodes() {
     assert!(started.elapsed() <= Duration::from_secs(4));
 }
 
+/// A port someone else holds is refused with the cause in the message
+/// (libp2p's own error prints nothing; the cause is in its source).
+#[tokio::test]
+async fn a_busy_listen_port_is_named_with_its_cause() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let options = NetworkOptions {
+        listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr")],
+        mdns: false,
+        ..NetworkOptions::default()
+    };
+    let err = match network::spawn(Keypair::generate_ed25519(), options, std::future::pending()) {
+        Ok(_) => panic!("listening on a taken port succeeded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&port.to_string()), "{err}");
+    assert!(err.contains("in use"), "{err}");
+}
+
 /// In a site smaller than Kademlia's replication factor, announcements
 /// made while a node is up reach its own store, which answers without a
 /// lookup; one made before it joined is found by a lookup only.

@@ -1,5 +1,5 @@
-//! A minimal blocking HTTP/1.1 probe, for readiness checks from code that
-//! is not running inside a tokio runtime.
+//! A minimal blocking HTTP/1.1 client, for readiness checks and small JSON
+//! answers from code that may or may not be running inside a tokio runtime.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -7,13 +7,7 @@ use std::time::Duration;
 
 /// Sends `GET path` to `addr` and returns the response status code.
 pub fn get_status(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut stream = send_get(addr, path, timeout)?;
     // The status line fits in the first read in practice; read until it is
     // complete or the peer closes.
     let mut head = Vec::new();
@@ -34,6 +28,46 @@ pub fn get_status(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::R
             ),
         )
     })
+}
+
+/// Sends `GET path` to `addr` and returns the status code and the body,
+/// read until the node closes the connection (small JSON answers only).
+pub fn get_body(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    const MAX_RESPONSE: u64 = 1 << 20;
+    let stream = send_get(addr, path, timeout)?;
+    let mut response = Vec::new();
+    stream.take(MAX_RESPONSE).read_to_end(&mut response)?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let status = parse_status(&response).ok_or_else(|| bad("not an HTTP response"))?;
+    let body_at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?
+        + 4;
+    if response[..body_at]
+        .to_ascii_lowercase()
+        .windows(26)
+        .any(|w| w == b"transfer-encoding: chunked")
+    {
+        return Err(bad("chunked bodies are not read here"));
+    }
+    Ok((status, response.split_off(body_at)))
+}
+
+/// Connects and sends `GET path`, asking the server to close when done.
+fn send_get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    Ok(stream)
 }
 
 fn parse_status(head: &[u8]) -> Option<u16> {

@@ -366,23 +366,30 @@ fn build_shoal(profile: &Path) -> Result<(), String> {
 
 /// Starts a node that listens for peers on `127.0.0.1:<p2p_port>` (0: any)
 /// and joins through `bootstrap` (comma-separated multiaddrs), if given.
-pub fn start_peer(
-    p2p_port: u16,
-    bootstrap: Option<&str>,
-    log_filter: &str,
-) -> Result<ShoalNode, String> {
+/// A node with peer-to-peer on, listening on a TCP port the system picks
+/// (see [`bootstrap_addr`]), bootstrapping from `bootstrap` (comma-separated
+/// multiaddrs) if given.
+pub fn start_peer(bootstrap: Option<&str>, log_filter: &str) -> Result<ShoalNode, String> {
+    ShoalNode::start(NodeOptions {
+        env: peer_env(bootstrap),
+        log_filter: log_filter.to_owned(),
+        ..NodeOptions::default()
+    })
+}
+
+/// The environment that makes a node listen for peers on a port the system
+/// picks (a port probed free beforehand can be taken by another process's
+/// outgoing connection before the node binds it) and bootstrap from
+/// `bootstrap`.
+pub fn peer_env(bootstrap: Option<&str>) -> Vec<(String, String)> {
     let mut env = vec![(
         "SHOAL_P2P_LISTEN".to_owned(),
-        format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+        "/ip4/127.0.0.1/tcp/0".to_owned(),
     )];
     if let Some(b) = bootstrap {
         env.push(("SHOAL_BOOTSTRAP".to_owned(), b.to_owned()));
     }
-    ShoalNode::start(NodeOptions {
-        env,
-        log_filter: log_filter.to_owned(),
-        ..NodeOptions::default()
-    })
+    env
 }
 
 /// A node's peer id, as `shoal identity --data-dir` prints it.
@@ -401,10 +408,40 @@ pub fn peer_id(node: &ShoalNode) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The bootstrap multiaddr of a node started with [`start_peer`] on `p2p_port`.
-pub fn bootstrap_addr(node: &ShoalNode, p2p_port: u16) -> Result<String, String> {
-    Ok(format!(
-        "/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{}",
-        peer_id(node)?
-    ))
+/// The bootstrap multiaddr of a running node: its TCP listen address and
+/// peer id, as its `/_shoal/status` reports them (the listener shows up
+/// there a moment after the endpoint answers).
+pub fn bootstrap_addr(node: &ShoalNode) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = node_status(node)?;
+        let peer_id = status["peer_id"]
+            .as_str()
+            .ok_or_else(|| format!("{} reports no peer id: {status}", node.url()))?;
+        let tcp = status["p2p_listen"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .find(|a| a.contains("/tcp/"));
+        if let Some(addr) = tcp {
+            return Ok(format!("{addr}/p2p/{peer_id}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} listens on no TCP address: {status}",
+                node.url()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn node_status(node: &ShoalNode) -> Result<serde_json::Value, String> {
+    let (status, body) = http::get_body(node.addr(), "/_shoal/status", Duration::from_secs(5))
+        .map_err(|e| format!("GET {}/_shoal/status: {e}", node.url()))?;
+    if status != 200 {
+        return Err(format!("GET {}/_shoal/status: {status}", node.url()));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{}/_shoal/status: {e}", node.url()))
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use shoal_tests::command::{self, CmdOutput};
 use shoal_tests::distribution::Client;
 use shoal_tests::images::{TestImage, test_images};
-use shoal_tests::node::{bootstrap_addr, free_port, shoal_binary};
+use shoal_tests::node::{bootstrap_addr, free_port, peer_env, shoal_binary};
 use shoal_tests::oci::{ImageDigests, sha256_digest};
 use shoal_tests::skopeo::{self, Format};
 use shoal_tests::{DockerRegistry, Must, NodeOptions, ShoalNode, TestRegistry, require};
@@ -30,20 +30,14 @@ fn shoal(args: &[&str]) -> CmdOutput {
 /// A node that serves only what it or its peers hold, so a missing image
 /// is a plain 404 rather than a failed trip to Docker Hub.
 fn local_node() -> ShoalNode {
-    peer_node(0, None)
+    peer_node(None)
 }
 
-/// [`local_node`] listening for peers on `p2p_port` (0: any) and joining
-/// through `bootstrap`, if given.
-fn peer_node(p2p_port: u16, bootstrap: Option<String>) -> ShoalNode {
-    let mut env = vec![
-        ("SHOAL_NO_UPSTREAM".to_owned(), "true".to_owned()),
-        (
-            "SHOAL_P2P_LISTEN".to_owned(),
-            format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
-        ),
-    ];
-    env.extend(bootstrap.map(|b| ("SHOAL_BOOTSTRAP".to_owned(), b)));
+/// [`local_node`] listening for peers and joining through `bootstrap`, if
+/// given.
+fn peer_node(bootstrap: Option<&str>) -> ShoalNode {
+    let mut env = vec![("SHOAL_NO_UPSTREAM".to_owned(), "true".to_owned())];
+    env.extend(peer_env(bootstrap));
     ShoalNode::start(NodeOptions {
         env,
         ..NodeOptions::default()
@@ -144,11 +138,10 @@ fn pull_prints_a_line_per_blob_and_a_summary() {
 fn pull_through_a_node_that_fetches_from_its_peer() {
     require!(skopeo::require());
     let images = require!(test_images());
-    let port = free_port().must("a free port").port();
-    let holder = peer_node(port, None);
+    let holder = peer_node(None);
     let manifest = push(&holder, &images.app_b, "pulltest/peer:v1", Format::Oci);
-    let bootstrap = bootstrap_addr(&holder, port).must("bootstrap address");
-    let empty = peer_node(0, Some(bootstrap));
+    let bootstrap = bootstrap_addr(&holder).must("bootstrap address");
+    let empty = peer_node(Some(&bootstrap));
     let url = empty.url();
     let layers = &images.app_b.digests.layers;
     wait_for_provider(&empty, "pulltest/peer", &layers[layers.len() - 1].digest);

@@ -8,12 +8,12 @@ use shoal_tests::oci::Layout;
 use shoal_tests::skopeo::{self, Format};
 use shoal_tests::{Must, ShoalNode, TestRegistry, require};
 
-fn node(p2p_port: u16, bootstrap: Option<&str>) -> ShoalNode {
-    shoal_tests::node::start_peer(p2p_port, bootstrap, "info").must("start shoal")
+fn node(bootstrap: Option<&str>) -> ShoalNode {
+    shoal_tests::node::start_peer(bootstrap, "info").must("start shoal")
 }
 
-fn peer_id(node: &ShoalNode) -> String {
-    shoal_tests::node::peer_id(node).must("peer id")
+fn bootstrap_addr(node: &ShoalNode) -> String {
+    shoal_tests::node::bootstrap_addr(node).must("bootstrap address")
 }
 
 /// Blocking HTTP for this test (the helpers' runtime-free probe only reads
@@ -51,12 +51,8 @@ fn empty_node_serves_an_image_from_two_peers() {
     let images = require!(test_images());
     // A and B each get the image pushed while they know nobody, so each
     // holds its own copy; C and D then join through both.
-    let (port_a, port_b) = (
-        shoal_tests::node::free_port().must("free port").port(),
-        shoal_tests::node::free_port().must("free port").port(),
-    );
-    let a = node(port_a, None);
-    let b = node(port_b, None);
+    let a = node(None);
+    let b = node(None);
     let scratch = tempfile::tempdir().must("scratch");
     let src = images.oci_ref(&images.big);
     let digest = skopeo::push(&src, &a.host(), "swarm/big:v1", Format::Oci, scratch.path())
@@ -66,13 +62,9 @@ fn empty_node_serves_an_image_from_two_peers() {
     assert_eq!(digest, digest_b);
     assert_eq!(metric(&a, "shoal_p2p_bytes_sent_total"), 0);
     assert_eq!(metric(&b, "shoal_p2p_bytes_sent_total"), 0);
-    let bootstrap = format!(
-        "/ip4/127.0.0.1/tcp/{port_a}/p2p/{},/ip4/127.0.0.1/tcp/{port_b}/p2p/{}",
-        peer_id(&a),
-        peer_id(&b)
-    );
-    let _c = node(0, Some(&bootstrap));
-    let d = node(0, Some(&bootstrap));
+    let bootstrap = format!("{},{}", bootstrap_addr(&a), bootstrap_addr(&b));
+    let _c = node(Some(&bootstrap));
+    let d = node(Some(&bootstrap));
 
     // Announcements travel asynchronously: wait until D can see the manifest.
     let deadline = Instant::now() + Duration::from_secs(30);

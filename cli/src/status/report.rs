@@ -17,6 +17,8 @@ pub struct NodeStatus {
     /// Ids of connected peers (a node may send only their number).
     pub peers: Vec<String>,
     pub connected_peers: Option<u64>,
+    /// Multiaddrs the node listens on for peers.
+    pub p2p_listen: Vec<String>,
     pub blobs: u64,
     pub bytes_stored: u64,
     pub downloads: Vec<Download>,
@@ -78,6 +80,9 @@ impl NodeStatus {
             "peer id",
             peer_id.unwrap_or("none (peer-to-peer is off)"),
         );
+        if !self.p2p_listen.is_empty() {
+            row(&mut out, "listening", &self.p2p_listen.join(", "));
+        }
         row(&mut out, "peers", &self.peers_line());
         let stored = format!("{} ({})", self.blobs, HumanBytes(self.bytes_stored));
         row(&mut out, "blobs", &stored);
@@ -158,6 +163,7 @@ mod tests {
         let json = r#"{
             "peer_id": "12D3KooWself",
             "peers": ["p1", "p2", "p3", "p4", "p5"],
+            "p2p_listen": ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"],
             "blobs": 12, "bytes_stored": 3145728,
             "downloads": [
                 {"digest": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "size": 200, "streamable": 90, "source": "peers"},
@@ -172,6 +178,7 @@ mod tests {
         let expected = "\
 node       http://127.0.0.1:5000
 peer id    12D3KooWself
+listening  /ip4/127.0.0.1/tcp/4001, /ip4/127.0.0.1/udp/4001/quic-v1
 peers      5: p1, p2, p3 and 2 more
 blobs      12 (3.00 MiB)
 upstream   registry-1.docker.io
@@ -192,6 +199,7 @@ bytes      served over HTTP 1.00 KiB, from peers 2.00 KiB, from upstream 0 B, to
             "{text}"
         );
         assert!(text.contains("peers      0\n"), "{text}");
+        assert!(!text.contains("listening"), "{text}");
         assert!(text.contains("fetching   0 blobs"), "{text}");
         assert!(text.contains("bytes      not reported\n"), "{text}");
     }

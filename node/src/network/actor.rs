@@ -122,7 +122,7 @@ impl EventLoop {
                 .listen_on(addr.clone())
                 .map_err(|e| NetworkError::Listen {
                     addr: addr.clone(),
-                    reason: e.to_string(),
+                    reason: crate::error_chain::error_chain(&e),
                 })?;
         }
         for addr in &options.bootstrap {

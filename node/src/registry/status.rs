@@ -22,7 +22,7 @@ pub async fn status(State(state): State<RegistryState>) -> Response {
 async fn collect(state: &RegistryState) -> Result<serde_json::Value, RegistryError> {
     let blobs = state.store.list_blobs()?;
     let bytes_stored: u64 = blobs.iter().map(|b| b.size).sum();
-    let (peer_id, peers, downloads) = match &state.fetcher {
+    let (peer_id, peers, listen, downloads) = match &state.fetcher {
         Some(fetcher) => {
             let info = fetcher.network().info().await.ok();
             let downloads: Vec<serde_json::Value> = fetcher
@@ -38,13 +38,18 @@ async fn collect(state: &RegistryState) -> Result<serde_json::Value, RegistryErr
                     })
                 })
                 .collect();
+            let (peers, listen) = info.map_or((0, Vec::new()), |i| {
+                let listen: Vec<String> = i.listen_addrs.iter().map(ToString::to_string).collect();
+                (i.connected_peers, listen)
+            });
             (
                 Some(fetcher.network().peer_id().to_string()),
-                info.map_or(0, |i| i.connected_peers),
+                peers,
+                listen,
                 downloads,
             )
         }
-        None => (None, 0, Vec::new()),
+        None => (None, 0, Vec::new(), Vec::new()),
     };
     let m = &state.metrics;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -52,6 +57,9 @@ async fn collect(state: &RegistryState) -> Result<serde_json::Value, RegistryErr
         "peer_id": peer_id,
         "connected_peers": peers,
         "peers": [],
+        // Where peers reach this node: with `/p2p/<peer_id>` appended, a
+        // bootstrap address (the port is the real one when `tcp/0` was asked).
+        "p2p_listen": listen,
         "blobs": blobs.len(),
         "bytes_stored": bytes_stored,
         "downloads": downloads,

@@ -343,7 +343,7 @@ pub(crate) async fn read_capped(
 pub(crate) enum ReadError {
     #[error("the body is larger than allowed")]
     TooLarge,
-    #[error("{}", super::retry::error_chain(.0))]
+    #[error("{}", crate::error_chain::error_chain(.0))]
     Transport(reqwest::Error),
 }
 

@@ -16,7 +16,7 @@ use shoal_protocol::name::RepoName;
 
 use super::client::{ApiCall, UpstreamClient};
 use super::error::{UpstreamError, Wanted};
-use super::retry::error_chain;
+use crate::error_chain::error_chain;
 use crate::limits::RateLimiter;
 
 /// The bytes of a blob as they arrive.

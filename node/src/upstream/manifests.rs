@@ -79,7 +79,10 @@ impl UpstreamClient {
                 },
                 ReadError::Transport(e) => UpstreamError::Unreachable {
                     host: host.clone(),
-                    reason: format!("reading a manifest: {}", super::retry::error_chain(&e)),
+                    reason: format!(
+                        "reading a manifest: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
                 },
             })?;
         let header_digest = content_digest(&headers);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, Response, StatusCode, header};
 
 use super::error::UpstreamError;
+use crate::error_chain::error_chain;
 
 /// The longest error body read to explain a failure.
 const MAX_ERROR_BODY: usize = 4 * 1024;
@@ -121,19 +122,6 @@ fn unreachable(host: &str, reason: String) -> UpstreamError {
         host: host.to_owned(),
         reason,
     }
-}
-
-/// reqwest's own message is often just "error sending request"; the cause
-/// ("connection refused") is further down the chain.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// `Retry-After` in seconds. The HTTP-date form is not honoured (it falls

@@ -124,17 +124,14 @@ impl Daemon {
             .expect("identity")
             .public()
             .to_peer_id();
-        let p2p_port = p2p_port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port()
-        });
+        // Port 0 unless told: a port probed free beforehand can be taken by
+        // another test's outgoing connection before the daemon binds it.
+        let asked_port = p2p_port.unwrap_or(0);
         let mut config = shoal_node::config::NodeConfig {
             data_dir: data_dir.to_path_buf(),
             ..Default::default()
         };
-        config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
+        config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{asked_port}")];
         config.p2p.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
         config.p2p.mdns = false;
         config.p2p.liar = liar;
@@ -157,6 +154,10 @@ impl Daemon {
             .await
             .expect("daemon runs");
         });
+        let p2p_port = match p2p_port {
+            Some(port) => port,
+            None => listening_port(&base, &task).await,
+        };
         Daemon {
             base,
             p2p_addr: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}")
@@ -208,5 +209,36 @@ impl Daemon {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.expect("daemon stops");
+    }
+}
+
+/// The TCP port a daemon started on `tcp/0` got, from its `/_shoal/status`
+/// (the listener shows up there a moment after the endpoint answers).
+async fn listening_port(base: &str, task: &tokio::task::JoinHandle<()>) -> u16 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(!task.is_finished(), "the daemon stopped while starting");
+        let status: Option<serde_json::Value> =
+            match reqwest::get(format!("{base}/_shoal/status")).await {
+                Ok(resp) => resp.json().await.ok(),
+                Err(_) => None,
+            };
+        let port = status.as_ref().and_then(|s| {
+            s["p2p_listen"].as_array()?.iter().find_map(|a| {
+                let addr: Multiaddr = a.as_str()?.parse().ok()?;
+                addr.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                    _ => None,
+                })
+            })
+        });
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon listens on no TCP port: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

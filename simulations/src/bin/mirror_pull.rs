@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use shoal_protocol::Digest;
 use shoal_simulations::http_fetch::{fetch, push_blob};
 use shoal_simulations::{err, random_bytes};
-use shoal_tests::node::{NodeOptions, bootstrap_addr, free_port};
+use shoal_tests::node::{NodeOptions, bootstrap_addr, peer_env};
 use shoal_tests::registry::TestRegistry;
 use shoal_tests::{DockerRegistry, ShoalNode};
 
@@ -116,26 +116,18 @@ async fn pull(client: &reqwest::Client, base: &str, image: &Image) -> anyhow::Re
     Ok(started.elapsed())
 }
 
-fn shoal_node(upstream: &str, bootstrap: Option<&str>) -> anyhow::Result<(ShoalNode, u16)> {
-    let port = free_port().map_err(err)?.port();
+fn shoal_node(upstream: &str, bootstrap: Option<&str>) -> anyhow::Result<ShoalNode> {
     let mut env = vec![
-        (
-            "SHOAL_P2P_LISTEN".to_owned(),
-            format!("/ip4/127.0.0.1/tcp/{port}"),
-        ),
         ("SHOAL_NO_UPSTREAM".to_owned(), "false".to_owned()),
         ("SHOAL_UPSTREAM".to_owned(), upstream.to_owned()),
     ];
-    if let Some(b) = bootstrap {
-        env.push(("SHOAL_BOOTSTRAP".to_owned(), b.to_owned()));
-    }
-    let node = ShoalNode::start(NodeOptions {
+    env.extend(peer_env(bootstrap));
+    ShoalNode::start(NodeOptions {
         env,
         log_filter: "warn".into(),
         ..NodeOptions::default()
     })
-    .map_err(err)?;
-    Ok((node, port))
+    .map_err(err)
 }
 
 fn summary(times: &mut [Duration]) -> (f64, f64) {
@@ -161,18 +153,18 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.runs {
         direct.push(pull(&client, &upstream, &image).await?);
 
-        let (node, _) = shoal_node(&upstream, None)?;
+        let node = shoal_node(&upstream, None)?;
         no_peers.push(pull(&client, &node.url(), &image).await?);
         drop(node);
 
         // Two peers that hold the image (pulled through once), then a
         // fresh node that knows them.
-        let (a, a_port) = shoal_node(&upstream, None)?;
+        let a = shoal_node(&upstream, None)?;
         pull(&client, &a.url(), &image).await?;
-        let a_addr = bootstrap_addr(&a, a_port).map_err(err)?;
-        let (b, _) = shoal_node(&upstream, Some(&a_addr))?;
+        let a_addr = bootstrap_addr(&a).map_err(err)?;
+        let b = shoal_node(&upstream, Some(&a_addr))?;
         pull(&client, &b.url(), &image).await?;
-        let (c, _) = shoal_node(&upstream, Some(&a_addr))?;
+        let c = shoal_node(&upstream, Some(&a_addr))?;
         // Let C's DHT see A and B before the clock starts.
         tokio::time::sleep(Duration::from_millis(500)).await;
         two_peers.push(pull(&client, &c.url(), &image).await?);

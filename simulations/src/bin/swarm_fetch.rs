@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Parser;
 use shoal_simulations::http_fetch::{fetch, percentiles, push_blob};
 use shoal_simulations::{err, random_bytes};
-use shoal_tests::node::{bootstrap_addr, free_port, start_peer};
+use shoal_tests::node::{bootstrap_addr, start_peer};
 use shoal_tests::registry::TestRegistry;
 use shoal_tests::{DockerRegistry, ShoalNode};
 
@@ -40,9 +40,8 @@ fn providers(n: usize) -> anyhow::Result<(Vec<ShoalNode>, String)> {
     let mut nodes = Vec::new();
     let mut addrs = Vec::new();
     for _ in 0..n {
-        let port = free_port().map_err(err)?.port();
-        let node = start_peer(port, None, "warn").map_err(err)?;
-        addrs.push(bootstrap_addr(&node, port).map_err(err)?);
+        let node = start_peer(None, "warn").map_err(err)?;
+        addrs.push(bootstrap_addr(&node).map_err(err)?);
         nodes.push(node);
     }
     Ok((nodes, addrs.join(",")))
@@ -106,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         for node in &nodes {
             push_blob(&client, &node.url(), "bench/big", big.clone()).await?;
         }
-        let empty = start_peer(0, Some(&bootstrap), "warn").map_err(err)?;
+        let empty = start_peer(Some(&bootstrap), "warn").map_err(err)?;
         let url = format!("{}/v2/bench/big/blobs/{digest}", empty.url());
         wait_visible(&client, &url).await?;
         let pids: Vec<u32> = nodes
@@ -144,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let log_filter = std::env::var("SHOAL_SWARM_LOG").ok();
     let empty =
-        start_peer(0, Some(&bootstrap), log_filter.as_deref().unwrap_or("warn")).map_err(err)?;
+        start_peer(Some(&bootstrap), log_filter.as_deref().unwrap_or("warn")).map_err(err)?;
     let first = format!("{}/v2/bench/small/blobs/{}", empty.url(), digests[0]);
     wait_visible(&client, &first).await?;
     let mut latencies = Vec::new();
