@@ -124,19 +124,6 @@ pub enum Message {
         digest: Digest,
         tail: PrefixTail,
     },
-    /// `GetPrefixFrom` held by the peer until it knows a state past `from`
-    /// (answered at once if it does), or for `wait_ms` (at most
-    /// [`MAX_CHUNK_WAIT_MS`]), then answered with what it has — an empty
-    /// `PrefixTail` if nothing new. A follower learns each new state within
-    /// a round trip instead of at its next poll; down a chain of followers
-    /// that poll lag was paid again at every hop. A peer that does not
-    /// know this kind answers `Refused`, and the asker falls back on
-    /// polling with `GetPrefixFrom`.
-    WaitPrefixFrom {
-        digest: Digest,
-        from: u32,
-        wait_ms: u32,
-    },
 }
 
 /// Longest a `WaitChunk` is held by the peer asked.
@@ -175,7 +162,6 @@ const SHARE: u8 = 16;
 const WAIT_CHUNK: u8 = 17;
 const GET_PREFIX_FROM: u8 = 18;
 const PREFIX_TAIL: u8 = 19;
-const WAIT_PREFIX_FROM: u8 = 20;
 
 /// Longest `Refused` reason kept (longer ones are cut on encode).
 const MAX_REASON: usize = 256;
@@ -312,16 +298,6 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             put_digest(&mut frame, digest);
             put_bytes(&mut frame, &tail.encode());
             PREFIX_TAIL
-        }
-        Message::WaitPrefixFrom {
-            digest,
-            from,
-            wait_ms,
-        } => {
-            put_digest(&mut frame, digest);
-            frame.extend_from_slice(&from.to_be_bytes());
-            frame.extend_from_slice(&wait_ms.to_be_bytes());
-            WAIT_PREFIX_FROM
         }
     };
     let len = (frame.len() - 4) as u32;
@@ -501,11 +477,6 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
                 .map_err(|_| WireError::Malformed("bad prefix tail"))?;
             Message::PrefixTail { digest, tail }
         }
-        WAIT_PREFIX_FROM => Message::WaitPrefixFrom {
-            digest: r.digest()?,
-            from: r.u32()?,
-            wait_ms: r.u32()?,
-        },
         other => return Err(WireError::UnknownKind(other)),
     };
     r.end()?;
@@ -604,11 +575,6 @@ mod tests {
             Message::PrefixTail {
                 digest: Digest::sha256_of(b"partial"),
                 tail: tail.clone(),
-            },
-            Message::WaitPrefixFrom {
-                digest: Digest::sha256_of(b"partial"),
-                from: 5,
-                wait_ms: 1_000,
             },
         ]
     }

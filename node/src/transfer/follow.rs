@@ -39,18 +39,8 @@ use crate::metrics::Metrics;
 use crate::store::{BlobInfo, PartialBlob, StoreError};
 
 /// How often the leader is asked for the states past the known ones, at
-/// most (the answer is a `PrefixTail`: a few states, not all of them),
-/// when it cannot hold the ask (an older node) or had nothing to say.
+/// most (the answer is a `PrefixTail`: a few states, not all of them).
 const POLL: Duration = Duration::from_millis(100);
-/// How long the leader may hold an ask for states past the known ones
-/// (`WaitPrefixFrom`) before answering that it has none: it answers the
-/// moment it checks a new chunk, so the follower learns each state within
-/// a round trip — at every hop of the chain, where a poll's lag was paid
-/// again at each.
-const LEADER_HOLD: Duration = Duration::from_secs(1);
-/// Held asks in a row the leader may fail before it is polled instead
-/// (fewer than [`LEADER_MISSES`], so polling still gets its chance).
-const HELD_FAILURES: u32 = 2;
 /// Chunks asked of the predecessor at once (and held waiting for their
 /// states), and how far past the leader's known states they may be.
 const CHAIN_AHEAD: usize = 4;
@@ -105,8 +95,6 @@ enum Event {
     /// The leader's poll: the states it has past the known ones, if any.
     Leader {
         answered: bool,
-        /// It refused to hold the ask (it does not know `WaitPrefixFrom`).
-        refused: bool,
         tail: Option<PrefixTail>,
         session: Option<Session>,
     },
@@ -212,11 +200,6 @@ impl Fetcher {
         let followed = Instant::now();
         let mut last_poll = Instant::now() - POLL;
         let mut polling = false;
-        // Whether the leader holds the asks for states until it has new
-        // ones; if it refuses, it is polled every POLL or so instead.
-        let mut held = true;
-        let mut held_failures: u32 = 0;
-        let mut ask_again = false;
         let mut leader_misses: u32 = 0;
         let mut events: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
         let mut last_growth = Instant::now();
@@ -288,19 +271,8 @@ impl Fetcher {
                 }
             }
 
-            if held && !polling && (ask_again || last_poll.elapsed() >= POLL) {
-                last_poll = Instant::now();
-                polling = true;
-                ask_again = false;
-                let session = idle.get_mut(&leader).and_then(Vec::pop);
-                events.push(self.poll_leader(&digest, leader, prefix.known(), held, session));
-            }
-
             tokio::select! {
                 _ = poll.tick() => {
-                    if held {
-                        continue;
-                    }
                     // Asked about four times per chunk the leader takes in,
                     // at most every POLL: a leader taking a chunk a second
                     // (a shared 20 Mbit/s uplink) is not asked ten times
@@ -311,7 +283,7 @@ impl Fetcher {
                         last_poll = Instant::now();
                         polling = true;
                         let session = idle.get_mut(&leader).and_then(Vec::pop);
-                        events.push(self.poll_leader(&digest, leader, prefix.known(), held, session));
+                        events.push(self.poll_leader(&digest, leader, prefix.known(), session));
                     }
                 }
                 Some(event) = events.next() => match event {
@@ -321,24 +293,11 @@ impl Fetcher {
                         let book = self.peer_book();
                         chain.set_members(found.into_iter().filter(|p| !book.is_banned(p)), MAX_MEMBERS);
                     }
-                    Event::Leader { answered, refused, tail, session } => {
+                    Event::Leader { answered, tail, session } => {
                         polling = false;
                         if let Some(s) = session {
                             idle.entry(leader).or_default().push(s);
                         }
-                        // A node older than `WaitPrefixFrom` refuses it, or
-                        // (older still) drops the stream on a kind it does
-                        // not know: it is polled instead.
-                        held_failures = if answered { 0 } else { held_failures + 1 };
-                        if held && (refused || held_failures >= HELD_FAILURES) {
-                            tracing::debug!(%digest, %leader, "the leader does not hold asks for states; polling it");
-                            held = false;
-                        }
-                        // Asked again at once after news, or after a hold
-                        // that ran out; an empty answer that came at once
-                        // waits for the next POLL.
-                        ask_again = answered
-                            && (tail.is_some() || last_poll.elapsed() >= POLL);
                         if answered {
                             leader_misses = 0;
                         } else {
@@ -462,14 +421,12 @@ impl Fetcher {
         Ok((partial, prefix.clone()))
     }
 
-    /// Asks the leader for the states past the `known` ones; `held`: it
-    /// may hold the ask until it has some (`WaitPrefixFrom`).
+    /// Asks the leader for the states past the `known` ones.
     fn poll_leader(
         &self,
         digest: &Digest,
         leader: PeerId,
         known: u32,
-        held: bool,
         session: Option<Session>,
     ) -> BoxFuture<'static, Event> {
         let mut control = self.network().stream_control();
@@ -477,7 +434,6 @@ impl Fetcher {
         Box::pin(async move {
             let failed = Event::Leader {
                 answered: false,
-                refused: false,
                 tail: None,
                 session: None,
             };
@@ -488,31 +444,16 @@ impl Fetcher {
             let Some(mut session) = session else {
                 return failed;
             };
-            let ask = if held {
-                Message::WaitPrefixFrom {
+            match session
+                .ask(&Message::GetPrefixFrom {
                     digest: digest.clone(),
                     from: known,
-                    wait_ms: LEADER_HOLD.as_millis() as u32,
-                }
-            } else {
-                Message::GetPrefixFrom {
-                    digest: digest.clone(),
-                    from: known,
-                }
-            };
-            match session.ask(&ask).await {
+                })
+                .await
+            {
                 Ok(Message::PrefixTail { digest: d, tail }) if d == digest => Event::Leader {
                     answered: true,
-                    refused: false,
                     tail: (!tail.is_empty()).then_some(tail),
-                    session: Some(session),
-                },
-                // A node that does not know the request says so; the
-                // stream stays good.
-                Ok(Message::Refused { .. }) => Event::Leader {
-                    answered: true,
-                    refused: true,
-                    tail: None,
                     session: Some(session),
                 },
                 _ => failed,

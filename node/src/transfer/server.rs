@@ -82,9 +82,6 @@ pub enum LiarMode {
     /// Honest, but sends its chunk maps half a second after the fetcher's
     /// grace for them (a provider still hashing a blob it just received).
     SlowMap,
-    /// Honest, but refuses `WaitPrefixFrom` as a node older than it does:
-    /// its followers must poll it instead.
-    NoHeldPrefix,
 }
 
 impl TransferServer {
@@ -175,21 +172,8 @@ impl TransferServer {
                     wait_ms,
                 } => {
                     let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_CHUNK_WAIT_MS)));
-                    self.await_until(&digest, wait, |s| s.can_serve(&digest, index))
-                        .await;
+                    self.await_chunk(&digest, index, wait).await;
                     Message::GetChunk { digest, index }
-                }
-                // States asked for ahead of time likewise, then answered
-                // with what is known by then.
-                Message::WaitPrefixFrom {
-                    digest,
-                    from,
-                    wait_ms,
-                } if !self.refuses_held_prefix() => {
-                    let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_CHUNK_WAIT_MS)));
-                    self.await_until(&digest, wait, |s| s.knows_states_past(&digest, from))
-                        .await;
-                    Message::GetPrefixFrom { digest, from }
                 }
                 other => other,
             };
@@ -241,16 +225,6 @@ impl TransferServer {
                 .await
                 .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))??;
         }
-    }
-
-    /// Whether this node plays one that does not know `WaitPrefixFrom`
-    /// (a test double; always false in a real node).
-    fn refuses_held_prefix(&self) -> bool {
-        #[cfg(feature = "test-liars")]
-        if self.liar == Some(LiarMode::NoHeldPrefix) {
-            return true;
-        }
-        false
     }
 
     /// Computes the chunk map of every blob committed from now on that has
@@ -404,15 +378,16 @@ impl TransferServer {
         }
     }
 
-    /// Returns once `ready` holds for `digest`, or after `wait`. Woken by
-    /// the download's changes; looks again every [`AWAIT_RECHECK`] in case
-    /// the download has not started yet or has just been committed.
-    async fn await_until(&self, digest: &Digest, wait: Duration, ready: impl Fn(&Self) -> bool) {
+    /// Returns once chunk `index` of `digest` can be served, or after
+    /// `wait`. Woken by the download's changes; looks again every
+    /// [`AWAIT_RECHECK`] in case the download has not started yet or has
+    /// just been committed.
+    async fn await_chunk(&self, digest: &Digest, index: u32, wait: Duration) {
         let deadline = Instant::now() + wait;
         loop {
             // Subscribed before looking, so a change in between is not missed.
             let mut changes = self.downloads.get(digest).map(|s| s.changes());
-            if ready(self) {
+            if self.can_serve(digest, index) {
                 return;
             }
             let now = Instant::now();
@@ -444,17 +419,6 @@ impl TransferServer {
             Ok(Some(size)) => served_plan(size).is_ok_and(|plan| index < plan.count()),
             _ => false,
         }
-    }
-
-    /// Whether a `GetPrefixFrom` from `from` would carry a state: the blob
-    /// is here whole, or its download knows states past the first `from`.
-    /// Asked on every change to the download while a `WaitPrefixFrom` is
-    /// held.
-    fn knows_states_past(&self, digest: &Digest, from: u32) -> bool {
-        if let Some(state) = self.downloads.get(digest) {
-            return state.prefix_tail(from).is_some_and(|t| !t.is_empty());
-        }
-        matches!(self.store.blob_size(digest), Ok(Some(_)))
     }
 
     /// The chain states known of `digest` from `from` on: all of them for
@@ -585,7 +549,6 @@ fn kind(m: &Message) -> &'static str {
         Message::GetHave { .. } => "GetHave",
         Message::Prefix { .. } => "Prefix",
         Message::GetPrefixFrom { .. } => "GetPrefixFrom",
-        Message::WaitPrefixFrom { .. } => "WaitPrefixFrom",
         Message::PrefixTail { .. } => "PrefixTail",
         Message::TagIs { .. } => "TagIs",
         Message::Share { .. } => "Share",
@@ -694,41 +657,6 @@ mod tests {
         (download, rx.recv().expect("state"))
     }
 
-    /// A blob being fetched from upstream and hashed in order, its first
-    /// `hashed` chunks so far: the download and the states known of it.
-    struct Hashing {
-        digest: Digest,
-        plan: ChunkPlan,
-        builder: ChunkMapBuilder,
-        downloads: Downloads,
-        _download: Download,
-        state: Arc<DownloadState>,
-    }
-
-    impl Hashing {
-        fn start(store: &Store, data: &[u8], hashed: usize) -> Hashing {
-            let digest = Digest::sha256_of(data);
-            let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
-            let mut builder = ChunkMapBuilder::new(digest.algorithm(), plan);
-            builder.update(&data[..hashed * DEFAULT_CHUNK_SIZE as usize]);
-            let partial = store
-                .partial_blob(&digest, plan.size(), plan.chunk_size())
-                .expect("partial");
-            let downloads = Downloads::default();
-            let (download, state) = start_download(&downloads, &digest);
-            state.set_plan(partial, plan, None, "upstream");
-            state.set_prefix(builder.prefix());
-            Hashing {
-                digest,
-                plan,
-                builder,
-                downloads,
-                _download: download,
-                state,
-            }
-        }
-    }
-
     /// What the server answers a `GetChunk` for chunk `index` with, if a chunk.
     async fn served_chunk(server: &TransferServer, digest: &Digest, index: u32) -> Option<Vec<u8>> {
         match server
@@ -802,9 +730,7 @@ mod tests {
         // there is still nothing to serve.
         let asked = Instant::now();
         server
-            .await_until(&digest, Duration::from_millis(200), |s| {
-                s.can_serve(&digest, 1)
-            })
+            .await_chunk(&digest, 1, Duration::from_millis(200))
             .await;
         assert!(asked.elapsed() >= Duration::from_millis(200));
         assert!(!server.can_serve(&digest, 1));
@@ -826,9 +752,7 @@ mod tests {
         };
         let asked = Instant::now();
         server
-            .await_until(&digest, Duration::from_secs(30), |s| {
-                s.can_serve(&digest, 1)
-            })
+            .await_chunk(&digest, 1, Duration::from_secs(30))
             .await;
         assert!(
             asked.elapsed() < Duration::from_secs(20),
@@ -849,15 +773,20 @@ mod tests {
     async fn prefix_tails_carry_the_states_past_the_ones_asked_from() {
         let (_dir, store) = open_store();
         let data = patterned(6 * DEFAULT_CHUNK_SIZE + 9, 241);
-        let hashing = Hashing::start(&store, &data, 3);
-        let (digest, plan) = (hashing.digest.clone(), hashing.plan);
-        let prefix = hashing.builder.prefix();
+        let digest = Digest::sha256_of(&data);
+        let plan = ChunkPlan::for_size(data.len() as u64, DEFAULT_CHUNK_SIZE).expect("plan");
+        let mut builder = ChunkMapBuilder::new(digest.algorithm(), plan);
+        builder.update(&data[..3 * DEFAULT_CHUNK_SIZE as usize]);
+        let prefix = builder.prefix();
         assert_eq!(prefix.known(), 3);
-        let server = TransferServer::new(
-            store.clone(),
-            Arc::new(Metrics::default()),
-            hashing.downloads.clone(),
-        );
+        let partial = store
+            .partial_blob(&digest, plan.size(), plan.chunk_size())
+            .expect("partial");
+        let downloads = Downloads::default();
+        let (_download, state) = start_download(&downloads, &digest);
+        state.set_plan(partial, plan, None, "upstream");
+        state.set_prefix(prefix.clone());
+        let server = TransferServer::new(store.clone(), Arc::new(Metrics::default()), downloads);
         let tail_from = |digest: Digest, from: u32| {
             let server = &server;
             async move {
@@ -893,78 +822,5 @@ mod tests {
             b.finish().expect("map")
         };
         assert_eq!(known.to_map(), Some(map));
-    }
-
-    /// A `WaitPrefixFrom` is held until the node knows a state past the
-    /// ones asked from (answered then with the new ones), or for the wait
-    /// asked for; a node holding the blob whole answers at once.
-    #[tokio::test]
-    async fn a_held_prefix_ask_is_answered_when_a_new_state_is_known() {
-        let (_dir, store) = open_store();
-        let data = patterned(6 * DEFAULT_CHUNK_SIZE + 9, 239);
-        let mut hashing = Hashing::start(&store, &data, 2);
-        let digest = hashing.digest.clone();
-        let server = TransferServer::new(
-            store.clone(),
-            Arc::new(Metrics::default()),
-            hashing.downloads.clone(),
-        );
-        let past = |from: u32| {
-            let (server, digest) = (&server, digest.clone());
-            move |_: &TransferServer| server.knows_states_past(&digest, from)
-        };
-
-        // States past the first one are known: no wait at all.
-        let asked = Instant::now();
-        server
-            .await_until(&digest, Duration::from_secs(30), past(1))
-            .await;
-        assert!(asked.elapsed() < Duration::from_secs(20));
-
-        // Nothing past the two known: held for the whole wait.
-        let asked = Instant::now();
-        server
-            .await_until(&digest, Duration::from_millis(200), past(2))
-            .await;
-        assert!(asked.elapsed() >= Duration::from_millis(200));
-
-        // A third state comes while the ask waits: answered then, with it.
-        hashing
-            .builder
-            .update(&data[2 * DEFAULT_CHUNK_SIZE as usize..3 * DEFAULT_CHUNK_SIZE as usize]);
-        let grown = hashing.builder.prefix();
-        let arrives = {
-            let state = hashing.state.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                state.set_prefix(grown);
-            })
-        };
-        let asked = Instant::now();
-        server
-            .await_until(&digest, Duration::from_secs(30), past(2))
-            .await;
-        assert!(
-            asked.elapsed() < Duration::from_secs(20),
-            "answered when the state came, not at the end of the wait"
-        );
-        arrives.await.expect("hasher");
-        let Message::PrefixTail { tail, .. } = server
-            .answer(Message::GetPrefixFrom {
-                digest: digest.clone(),
-                from: 2,
-            })
-            .await
-        else {
-            panic!("no tail");
-        };
-        assert_eq!((tail.from(), tail.len()), (2, 1));
-
-        // Whole here: every state is known, whatever was asked from.
-        let other = patterned(3 * DEFAULT_CHUNK_SIZE, 7);
-        let other_digest = Digest::sha256_of(&other);
-        store.put_blob(&other_digest, &other).await.expect("put");
-        assert!(server.knows_states_past(&other_digest, 2));
-        assert!(!server.knows_states_past(&Digest::sha256_of(b"absent"), 0));
     }
 }

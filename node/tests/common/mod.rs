@@ -33,47 +33,18 @@ pub async fn mirror_site(
     origin_url: &str,
     split: usize,
 ) -> (Daemon, Vec<Daemon>) {
-    mirror_site_lying(dirs, origin_url, split, None).await
-}
-
-/// [`mirror_site`] with every mirror in test-double mode `liar`.
-pub async fn mirror_site_lying(
-    dirs: &[tempfile::TempDir],
-    origin_url: &str,
-    split: usize,
-    liar: Option<shoal_node::transfer::LiarMode>,
-) -> (Daemon, Vec<Daemon>) {
     let hub = Daemon::start(dirs[0].path(), None, Vec::new()).await;
     let mut mirrors = Vec::new();
     for dir in &dirs[1..] {
         let bootstrap = vec![hub.p2p_addr.clone()];
         let tweak = |c: &mut shoal_node::config::NodeConfig| c.upstream.split = split;
         mirrors.push(
-            Daemon::start_with(dir.path(), None, bootstrap, liar, Some(origin_url), tweak).await,
+            Daemon::start_with(dir.path(), None, bootstrap, None, Some(origin_url), tweak).await,
         );
     }
     // Every mirror is in every other's routing table before the pulls.
     tokio::time::sleep(Duration::from_secs(2)).await;
     (hub, mirrors)
-}
-
-/// Pulls `digest` through every mirror at once; every pull must succeed.
-pub async fn pull_everywhere(mirrors: &[Daemon], digest: &Digest) {
-    let pulls: Vec<_> = mirrors
-        .iter()
-        .map(|m| tokio::spawn(pull_blob(m.base.clone(), digest.clone())))
-        .collect();
-    for (i, p) in pulls.into_iter().enumerate() {
-        assert_eq!(p.await.expect("task"), Ok(digest.clone()), "pull {i}");
-    }
-}
-
-/// Stops the mirrors, then the hub.
-pub async fn stop_site(hub: Daemon, mirrors: Vec<Daemon>) {
-    for m in mirrors {
-        m.stop().await;
-    }
-    hub.stop().await;
 }
 
 /// `n` fresh data directories.
