@@ -364,8 +364,6 @@ fn build_shoal(profile: &Path) -> Result<(), String> {
     command::run_ok(&mut cmd, Duration::from_secs(1200)).map(drop)
 }
 
-/// Starts a node that listens for peers on `127.0.0.1:<p2p_port>` (0: any)
-/// and joins through `bootstrap` (comma-separated multiaddrs), if given.
 /// A node with peer-to-peer on, listening on a TCP port the system picks
 /// (see [`bootstrap_addr`]), bootstrapping from `bootstrap` (comma-separated
 /// multiaddrs) if given.

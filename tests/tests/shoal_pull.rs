@@ -375,6 +375,8 @@ fn status_summarises_the_node() {
 
     for row in [
         "peer id",
+        // The node asked for any port: the one it got.
+        "listening  /ip4/127.0.0.1/tcp/",
         "peers",
         "blobs      0 (0 B)",
         "fetching   0 blobs",

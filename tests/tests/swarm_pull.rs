@@ -62,7 +62,17 @@ fn empty_node_serves_an_image_from_two_peers() {
     assert_eq!(digest, digest_b);
     assert_eq!(metric(&a, "shoal_p2p_bytes_sent_total"), 0);
     assert_eq!(metric(&b, "shoal_p2p_bytes_sent_total"), 0);
-    let bootstrap = format!("{},{}", bootstrap_addr(&a), bootstrap_addr(&b));
+    let (addr_a, addr_b) = (bootstrap_addr(&a), bootstrap_addr(&b));
+    // `shoal identity` names the peer id the running node reports, so
+    // scripts can build bootstrap addresses from the data directory.
+    for (node, addr) in [(&a, &addr_a), (&b, &addr_b)] {
+        let id = shoal_tests::node::peer_id(node).must("shoal identity");
+        assert!(
+            addr.ends_with(&format!("/p2p/{id}")),
+            "{addr} is not {id}'s"
+        );
+    }
+    let bootstrap = format!("{addr_a},{addr_b}");
     let _c = node(Some(&bootstrap));
     let d = node(Some(&bootstrap));
 
