@@ -602,3 +602,62 @@ async fn pull_survives_losing_two_of_three_providers() {
         node.stop().await;
     }
 }
+
+/// A request of a kind the node does not know (a newer peer's) is answered
+/// `Refused`, and the stream goes on: the next request on it is answered.
+#[tokio::test]
+async fn an_unknown_request_is_refused_and_the_stream_goes_on() {
+    use futures_util::{AsyncReadExt, AsyncWriteExt};
+    use shoal_protocol::wire::{Message, PROTOCOL_NAME, decode_frame, encode_frame};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Daemon::start(dir.path(), None, Vec::new()).await;
+    let digest = a.push("app", b"a blob asked about").await;
+    let asker = start(vec![a.p2p_addr.clone()]).await;
+    wait_connected(&asker, 1).await;
+    let mut stream = asker
+        .handle
+        .stream_control()
+        .open_stream(a.peer_id, libp2p::StreamProtocol::new(PROTOCOL_NAME))
+        .await
+        .expect("stream");
+    let mut unknown = encode_frame(&Message::GetInfo {
+        digest: digest.clone(),
+    });
+    unknown[4] = 250;
+    let known = encode_frame(&Message::GetInfo {
+        digest: digest.clone(),
+    });
+    stream
+        .write_all(&[unknown, known].concat())
+        .await
+        .expect("write");
+    stream.flush().await.expect("flush");
+
+    let mut replies = Vec::new();
+    let mut buf = Vec::new();
+    let mut read = [0u8; 4096];
+    while replies.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut read))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "the node closed the stream after {replies:?}");
+        buf.extend_from_slice(&read[..n]);
+        while let Some((msg, used)) = decode_frame(&buf).expect("a valid frame") {
+            replies.push(msg);
+            buf.drain(..used);
+        }
+    }
+    assert!(
+        matches!(&replies[0], Message::Refused { reason } if reason.contains("250")),
+        "{:?}",
+        replies[0]
+    );
+    assert!(
+        matches!(&replies[1], Message::Info { digest: d, complete: true, .. } if *d == digest),
+        "{:?}",
+        replies[1]
+    );
+    a.stop().await;
+}

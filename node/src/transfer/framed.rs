@@ -11,6 +11,10 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
     #[error("peer sent a malformed frame: {0}")]
     Wire(#[from] WireError),
+    /// A whole frame of a kind this build does not know (a newer peer's
+    /// request): it was skipped, and the stream can go on.
+    #[error("peer sent a frame of unknown kind {0}")]
+    UnknownKind(u8),
     #[error("stream closed")]
     Closed,
 }
@@ -36,12 +40,19 @@ impl FrameReader {
         stream: &mut S,
     ) -> Result<Message, FrameError> {
         loop {
-            if let Some((msg, used)) = decode_frame(&self.buf[self.start..self.filled])? {
-                self.start += used;
-                if self.start == self.filled {
-                    (self.start, self.filled) = (0, 0);
+            match decode_frame(&self.buf[self.start..self.filled]) {
+                Ok(Some((msg, used))) => {
+                    self.consume(used);
+                    return Ok(msg);
                 }
-                return Ok(msg);
+                Ok(None) => {}
+                // Its length is known and it is all here: step over it.
+                Err(WireError::UnknownKind(kind)) => {
+                    let len = frame_len(&self.buf[self.start..self.filled]).unwrap_or(0);
+                    self.consume(4 + len);
+                    return Err(FrameError::UnknownKind(kind));
+                }
+                Err(e) => return Err(e.into()),
             }
             self.make_room();
             let n = stream.read(&mut self.buf[self.filled..]).await?;
@@ -49,6 +60,13 @@ impl FrameReader {
                 return Err(FrameError::Closed);
             }
             self.filled += n;
+        }
+    }
+
+    fn consume(&mut self, used: usize) {
+        self.start = (self.start + used).min(self.filled);
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
         }
     }
 
@@ -301,5 +319,32 @@ mod tests {
             reader.buf.len() <= READ_ROOM,
             "nothing was allocated for it"
         );
+    }
+
+    /// A frame of a kind this build does not know is stepped over whole:
+    /// the frame after it reads as usual.
+    #[tokio::test]
+    async fn a_frame_of_an_unknown_kind_is_skipped() {
+        let mut unknown = encode_frame(&Message::GetHave {
+            digest: shoal_protocol::Digest::sha256_of(b"x"),
+        });
+        unknown[4] = 200;
+        let next = Message::GetPrefix {
+            digest: shoal_protocol::Digest::sha256_of(b"y"),
+        };
+        let bytes = [unknown, encode_frame(&next)].concat();
+        for sizes in [vec![1], vec![bytes.len()]] {
+            let mut stream = Pieces::new(bytes.clone(), sizes);
+            let mut reader = FrameReader::default();
+            assert!(matches!(
+                reader.next(&mut stream).await,
+                Err(FrameError::UnknownKind(200))
+            ));
+            assert_eq!(reader.next(&mut stream).await.expect("a frame"), next);
+            assert!(matches!(
+                reader.next(&mut stream).await,
+                Err(FrameError::Closed)
+            ));
+        }
     }
 }

@@ -161,6 +161,16 @@ impl TransferServer {
             let request = match reader.next(&mut stream).await {
                 Ok(m) => m,
                 Err(FrameError::Closed) => return Ok(()),
+                // A newer peer's request: refused, and the stream stays
+                // open, so the peer can fall back on what this node knows.
+                Err(FrameError::UnknownKind(kind)) => {
+                    framed::write(
+                        &mut stream,
+                        &refused(format!("unknown request kind {kind}")),
+                    )
+                    .await?;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             // A chunk asked for ahead of time is waited for first, with no
