@@ -170,13 +170,7 @@ impl Daemon {
     }
 
     pub fn p2p_port(&self) -> u16 {
-        self.p2p_addr
-            .iter()
-            .find_map(|p| match p {
-                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                _ => None,
-            })
-            .expect("tcp port")
+        tcp_port(&self.p2p_addr).expect("tcp port")
     }
 
     pub async fn push(&self, repo: &str, data: &[u8]) -> Digest {
@@ -224,13 +218,10 @@ async fn listening_port(base: &str, task: &tokio::task::JoinHandle<()>) -> u16 {
                 Err(_) => None,
             };
         let port = status.as_ref().and_then(|s| {
-            s["p2p_listen"].as_array()?.iter().find_map(|a| {
-                let addr: Multiaddr = a.as_str()?.parse().ok()?;
-                addr.iter().find_map(|p| match p {
-                    libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                    _ => None,
-                })
-            })
+            s["p2p_listen"]
+                .as_array()?
+                .iter()
+                .find_map(|a| tcp_port(&a.as_str()?.parse().ok()?))
         });
         if let Some(port) = port {
             return port;
@@ -241,4 +232,12 @@ async fn listening_port(base: &str, task: &tokio::task::JoinHandle<()>) -> u16 {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The TCP port in a multiaddr, if it has one.
+fn tcp_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    })
 }
