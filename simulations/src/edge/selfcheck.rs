@@ -49,7 +49,10 @@ impl PathCheck {
 }
 
 /// Origin → host 0 (limited by min(U0, d)) and host 0 → host 1 (limited
-/// by min(u, d)), one at a time.
+/// by min(u, d)), one at a time; then both at once, as when host 0 passes
+/// on what it fetches (a leader and its first follower). Relaying, host
+/// 0's upload also carries the ACKs of its download, and its download the
+/// ACKs of its upload, so each flow gets less than alone.
 pub async fn run(exe: &Path, lab: &Lab, site: &Site) -> anyhow::Result<Vec<PathCheck>> {
     let r = site.rates;
     let h0 = lab.hosts.first().context("the self-check needs a host")?;
@@ -67,6 +70,26 @@ pub async fn run(exe: &Path, lab: &Lab, site: &Site) -> anyhow::Result<Vec<PathC
     if let Some(h1) = lab.hosts.get(1) {
         let rate = r.up_mbit.min(r.down_mbit);
         checks.push(measure(exe, h0, h1, "h0 → h1", rate, site.lan_mtu).await?);
+        let upstream_rate = r.origin_mbit.min(r.down_mbit);
+        let (down, up) = tokio::join!(
+            measure(
+                exe,
+                &lab.origin,
+                h0,
+                "origin → h0, while h0 → h1",
+                upstream_rate,
+                STANDARD_MTU,
+            ),
+            measure(
+                exe,
+                h0,
+                h1,
+                "h0 → h1, while origin → h0",
+                rate,
+                site.lan_mtu
+            ),
+        );
+        checks.extend([down?, up?]);
     }
     Ok(checks)
 }
