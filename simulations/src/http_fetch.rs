@@ -1,5 +1,6 @@
 //! Timed HTTP GETs of a blob: time to first byte and throughput, with the
-//! body drained (and hashed, to prove the bytes) but never kept.
+//! body drained (and hashed, to prove the bytes) and either dropped or
+//! written to a file, as a pulling client keeps it.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,36 @@ pub async fn fetch(
     digest: &Digest,
     verify: bool,
 ) -> anyhow::Result<Fetch> {
+    fetch_into(client, url, digest, verify, None).await
+}
+
+/// GETs `url` as a pulling client does: the body hashed against `digest`
+/// and written to a new file at `path`, synced to disk before the clock
+/// stops (as a node syncs a blob it commits); the file is removed after.
+/// The baseline a node's fetch, which stores what it fetches, compares
+/// with besides the bare GET.
+pub async fn fetch_to_file(
+    client: &reqwest::Client,
+    url: &str,
+    digest: &Digest,
+    path: &std::path::Path,
+) -> anyhow::Result<Fetch> {
+    let mut file = std::fs::File::create(path)?;
+    let fetched = fetch_into(client, url, digest, true, Some(&mut file)).await;
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    fetched
+}
+
+async fn fetch_into(
+    client: &reqwest::Client,
+    url: &str,
+    digest: &Digest,
+    verify: bool,
+    mut sink: Option<&mut std::fs::File>,
+) -> anyhow::Result<Fetch> {
+    use std::io::Write;
+
     let start = Instant::now();
     let resp = client.get(url).send().await?;
     anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
@@ -47,6 +78,13 @@ pub async fn fetch(
         if let Some(h) = hasher.as_mut() {
             h.update(&chunk);
         }
+        // Written in place: a benchmark client, one transfer at a time.
+        if let Some(file) = sink.as_mut() {
+            file.write_all(&chunk)?;
+        }
+    }
+    if let Some(file) = sink {
+        file.sync_all()?;
     }
     let total = start.elapsed();
     if let Some(h) = hasher {
