@@ -435,6 +435,20 @@ pub fn bootstrap_addr(node: &ShoalNode) -> Result<String, String> {
     }
 }
 
+/// A counter's value from the node's `/metrics` (0 while it has no line:
+/// a labelless counter shows once it counts).
+pub fn metric(node: &ShoalNode, name: &str) -> Result<u64, String> {
+    let (status, body) = http::get_body(node.addr(), "/metrics", Duration::from_secs(5))
+        .map_err(|e| format!("GET {}/metrics: {e}", node.url()))?;
+    if status != 200 {
+        return Err(format!("GET {}/metrics: {status}", node.url()));
+    }
+    Ok(String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0))
+}
+
 fn node_status(node: &ShoalNode) -> Result<serde_json::Value, String> {
     let (status, body) = http::get_body(node.addr(), "/_shoal/status", Duration::from_secs(5))
         .map_err(|e| format!("GET {}/_shoal/status: {e}", node.url()))?;

@@ -38,11 +38,7 @@ fn head_ok(url: &str) -> bool {
 }
 
 fn metric(node: &ShoalNode, name: &str) -> u64 {
-    let url = format!("{}/metrics", node.url());
-    let text = block_on(async { reqwest::get(&url).await?.text().await }).must("GET /metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
+    shoal_tests::node::metric(node, name).must("GET /metrics")
 }
 
 #[test]
