@@ -3,8 +3,9 @@
 //!
 //! (a) a large blob fetched by an empty node from one peer vs straight from
 //!     docker-registry (a bare GET, and one written to a file and synced,
-//!     as a pulling client keeps it and the node keeps what it fetches); (b) cold-fetch latency of small blobs that one peer
-//!     holds; (c) the large blob from 1, 2 and 4 providers.
+//!     as a pulling client keeps it and the node keeps what it fetches);
+//! (b) cold-fetch latency of small blobs that one peer holds;
+//! (c) the large blob from 1, 2 and 4 providers.
 //!
 //! ```sh
 //! cargo build --release -p shoal -p shoal-simulations
