@@ -260,8 +260,16 @@ impl Fetcher {
                     room,
                 );
                 let from = chain.predecessor();
+                let now = Instant::now();
+                // Right after a broken stream: asked again at a later turn
+                // of the loop (the poll ticks every POLL).
+                let wanted = if chain.may_ask(from, now) {
+                    wanted
+                } else {
+                    Vec::new()
+                };
                 if !wanted.is_empty() {
-                    chain.asking(from, Instant::now());
+                    chain.asking(from, now);
                 }
                 for index in wanted {
                     in_flight.insert(index);
@@ -328,20 +336,19 @@ impl Fetcher {
                     Event::Chunk { peer, index, due, answer, session, took } => {
                         tracing::debug!(%digest, %peer, from_leader = peer == leader, index, ok = answer.is_some(), took_ms = took.as_millis() as u64, "chunk answer");
                         in_flight.remove(&index);
-                        // A broken stream is a miss; a `NotFound` after the
-                        // wait only for a chunk the leader had, from a peer
-                        // that has delivered nothing for that long (one
-                        // that is merely behind the leader keeps its place,
-                        // and one whose predecessor is slow to get the
-                        // first chunks is not to blame).
+                        // A broken stream, or a `NotFound` after the wait
+                        // for a chunk the leader had, is a miss only from a
+                        // peer that has delivered nothing for that long
+                        // (`RelayChain::no_chunk`): one that is merely
+                        // behind the leader keeps its place, one whose
+                        // predecessor is slow to get the first chunks is not
+                        // to blame, and a stream dropped in a burst is not.
                         let broke = session.is_none();
                         if let Some(s) = session {
                             idle.entry(peer).or_default().push(s);
                         }
                         let Some(bytes) = answer else {
-                            let now = Instant::now();
-                            let quiet = due && chain.quiet(peer, now, CHAIN_WAIT);
-                            if (broke || quiet) && chain.missed(peer, now) {
+                            if chain.no_chunk(peer, Instant::now(), broke, due, CHAIN_WAIT) {
                                 tracing::info!(%digest, %peer, "passing over a predecessor that does not deliver");
                             }
                             continue;
