@@ -218,6 +218,14 @@ mod tests {
         peers
     }
 
+    /// The chain of the last of `n` followers (sorted), the others known.
+    fn last_of(n: usize) -> (RelayChain, Vec<PeerId>) {
+        let peers = sorted_peers(n);
+        let mut chain = RelayChain::new(PeerId::random(), peers[n - 1]);
+        chain.set_members(peers.clone(), 32);
+        (chain, peers)
+    }
+
     #[test]
     fn followers_line_up_behind_the_leader_in_peer_id_order() {
         let leader = PeerId::random();
@@ -240,11 +248,8 @@ mod tests {
 
     #[test]
     fn a_predecessor_that_misses_twice_is_passed_over_and_a_delivery_forgives() {
-        let leader = PeerId::random();
-        let peers = sorted_peers(4);
-        let me = peers[3];
-        let mut chain = RelayChain::new(leader, me);
-        chain.set_members(peers.clone(), 32);
+        let (mut chain, peers) = last_of(4);
+        let leader = chain.leader();
         assert_eq!(chain.predecessor(), peers[2]);
         let now = Instant::now();
 
@@ -299,11 +304,7 @@ mod tests {
 
     #[test]
     fn a_broken_stream_counts_only_from_a_predecessor_that_is_also_quiet() {
-        let leader = PeerId::random();
-        let peers = sorted_peers(3);
-        let me = peers[2];
-        let mut chain = RelayChain::new(leader, me);
-        chain.set_members(peers.clone(), 32);
+        let (mut chain, peers) = last_of(3);
         let pred = peers[1];
         let wait = Duration::from_secs(1);
         let t0 = Instant::now();
@@ -336,9 +337,7 @@ mod tests {
 
     #[test]
     fn a_quiet_predecessor_missing_due_chunks_is_passed_over() {
-        let peers = sorted_peers(2);
-        let mut chain = RelayChain::new(PeerId::random(), peers[1]);
-        chain.set_members(peers.clone(), 32);
+        let (mut chain, peers) = last_of(2);
         let wait = Duration::from_secs(1);
         let t0 = Instant::now();
         chain.asking(peers[0], t0);
