@@ -14,10 +14,10 @@
 //! Every follower picks its predecessor from its own view of who follows,
 //! always a peer earlier in the same order (or the leader), so the views
 //! need not agree: the chunks still flow from the leader down a tree.
-//! A predecessor whose streams break, or that delivers nothing for a
-//! while, is passed over for the one before it. One that is merely behind
-//! the leader keeps its place: passing it over would put two followers on
-//! one upload.
+//! A predecessor that delivers nothing for a while, its streams breaking
+//! or its answers empty, is passed over for the one before it. One that is
+//! merely behind the leader, or whose stream was dropped in a burst, keeps
+//! its place: passing it over would put two followers on one upload.
 
 use std::collections::{HashMap, HashSet};
 
