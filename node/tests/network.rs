@@ -446,6 +446,53 @@ async fn a_provider_that_answers_late_joins_the_fetch() {
     }
 }
 
+/// A provider whose first chunk-map stream is closed unanswered (dropped
+/// in a burst of streams) is asked again on a fresh one and serves its
+/// share, instead of sitting out the blob.
+#[tokio::test]
+async fn a_provider_whose_map_stream_was_dropped_still_serves() {
+    use shoal_node::transfer::LiarMode;
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let a = Daemon::start_lying(
+        dirs[0].path(),
+        None,
+        Vec::new(),
+        Some(LiarMode::DropFirstMapAsk),
+    )
+    .await;
+    // B is slow, so A has to take its share for the test to pass.
+    let b = Daemon::start_lying(
+        dirs[1].path(),
+        None,
+        vec![a.p2p_addr.clone()],
+        Some(LiarMode::Slow),
+    )
+    .await;
+    let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
+    let data = common::pattern(16 * 1024 * 1024, 11);
+    let digest = a.push("app", &data).await;
+    assert_eq!(b.push("app", &data).await, digest);
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
+
+    let got = common::pull_blob(d.base.clone(), digest.clone()).await;
+    assert_eq!(got, Ok(digest));
+    let sent_a = a.metric("shoal_p2p_bytes_sent_total").await;
+    eprintln!(
+        "bytes sent by A (first map stream dropped) {sent_a} of {}",
+        data.len()
+    );
+    assert!(
+        sent_a >= data.len() as u64 / 4,
+        "the provider whose map stream was dropped sent only {sent_a} bytes"
+    );
+    for node in [a, b, d] {
+        node.stop().await;
+    }
+}
+
 /// Limits change how fast, not what: a provider with one upload slot and
 /// both ends rate-limited still delivers the blob whole, every chunk
 /// checked, with its several request streams taking turns for the slot.

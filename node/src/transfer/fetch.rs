@@ -62,6 +62,10 @@ pub const ENDGAME_AFTER: Duration = Duration::from_millis(500);
 /// With an upstream behind the peers: no chunk for this long hands the
 /// rest of the blob over to the upstream.
 pub const HANDOVER_AFTER: Duration = Duration::from_secs(2);
+/// Streams tried for a provider's chunk map before it is left out.
+const MAP_TRIES: usize = 3;
+/// Pause before another stream is tried for a chunk map.
+const MAP_RETRY: Duration = Duration::from_millis(20);
 /// Downloads running at once; more wait for a slot.
 pub const MAX_DOWNLOADS: usize = 16;
 
@@ -374,11 +378,18 @@ impl Fetcher {
                 let mut control = self.network.stream_control();
                 let (peer, digest) = (*peer, digest.clone());
                 async move {
-                    // Two tries: a stream opened on a connection that is
+                    // A few tries: a stream opened on a connection that is
                     // just closing (a duplicate between the same two peers)
-                    // fails at once; a fresh one picks a live connection.
+                    // fails at once, and one the provider's libp2p-stream
+                    // dropped in a burst (a client asking for several blobs
+                    // at once) is closed unanswered; a fresh stream a moment
+                    // later gets through. Without it the provider sat out
+                    // the whole blob.
                     let mut got = None;
-                    for _ in 0..2 {
+                    for attempt in 0..MAP_TRIES {
+                        if attempt > 0 {
+                            tokio::time::sleep(MAP_RETRY).await;
+                        }
                         let Some(mut session) = Session::open(&mut control, peer).await else {
                             tracing::info!(%peer, "could not open a stream to a provider");
                             return None;
@@ -393,7 +404,7 @@ impl Fetcher {
                                 got = Some((session, map));
                                 break;
                             }
-                            Err(FrameError::Io(e)) => {
+                            Err(e @ (FrameError::Io(_) | FrameError::Closed)) => {
                                 tracing::debug!(%peer, error = %e, "map request broke; trying a fresh stream");
                             }
                             other => {

@@ -60,6 +60,9 @@ pub struct TransferServer {
     /// Chunks served so far (for `StallMidway`).
     #[cfg(feature = "test-liars")]
     chunks_served: Arc<std::sync::atomic::AtomicU32>,
+    /// Chunk maps served so far (for `DropFirstMapAsk`).
+    #[cfg(feature = "test-liars")]
+    maps_served: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Ways a test double lies (feature `test-liars` only).
@@ -82,6 +85,9 @@ pub enum LiarMode {
     /// Honest, but sends its chunk maps half a second after the fetcher's
     /// grace for them (a provider still hashing a blob it just received).
     SlowMap,
+    /// Honest, but closes the stream of its first chunk-map request
+    /// unanswered, as libp2p-stream drops a stream in a burst.
+    DropFirstMapAsk,
 }
 
 impl TransferServer {
@@ -98,6 +104,8 @@ impl TransferServer {
             liar: None,
             #[cfg(feature = "test-liars")]
             chunks_served: Arc::default(),
+            #[cfg(feature = "test-liars")]
+            maps_served: Arc::default(),
         }
     }
 
@@ -197,12 +205,13 @@ impl TransferServer {
             let mut reply = self.answer(request).await;
             #[cfg(feature = "test-liars")]
             if let Some(mode) = self.liar {
-                let served = if matches!(reply, Message::Chunk { .. }) {
-                    self.chunks_served
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                } else {
-                    0
+                let counter = match reply {
+                    Message::Chunk { .. } => Some(&self.chunks_served),
+                    Message::Map { .. } => Some(&self.maps_served),
+                    _ => None,
                 };
+                let served =
+                    counter.map_or(0, |c| c.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                 match lie(mode, &mut reply, served) {
                     Lie::Send => {}
                     Lie::Stall => {
@@ -576,7 +585,8 @@ enum Lie {
 
 /// Turns an honest reply into the chosen lie.
 #[cfg(feature = "test-liars")]
-fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
+/// `served` counts the replies of the kind of `reply` sent before it.
+fn lie(mode: LiarMode, reply: &mut Message, served: u32) -> Lie {
     match (mode, reply) {
         (LiarMode::FlipBytes, Message::Chunk { bytes, .. }) => {
             if let Some(b) = bytes.first_mut() {
@@ -596,7 +606,8 @@ fn lie(mode: LiarMode, reply: &mut Message, chunks_served: u32) -> Lie {
             Lie::Send
         }
         (LiarMode::Stall, Message::Chunk { .. }) => Lie::Stall,
-        (LiarMode::StallMidway, Message::Chunk { .. }) if chunks_served >= 8 => Lie::Stall,
+        (LiarMode::StallMidway, Message::Chunk { .. }) if served >= 8 => Lie::Stall,
+        (LiarMode::DropFirstMapAsk, Message::Map { .. }) if served == 0 => Lie::Cut(Vec::new()),
         (LiarMode::Slow, Message::Chunk { .. }) => Lie::Delay(std::time::Duration::from_millis(50)),
         (LiarMode::SlowMap, Message::Map { .. }) => {
             Lie::Delay(super::fetch::MAP_GRACE + std::time::Duration::from_millis(500))
