@@ -399,6 +399,28 @@ async fn empty_node_serves_a_blob_from_two_providers() {
     }
 }
 
+/// Providers A (lying as `a_mode`) and B (as `b_mode`) holding the same
+/// blob of `len` bytes, each pushed its own copy, and an empty node D that
+/// knows A; returns once a lookup finds both providers (the node that
+/// looked is returned too, to keep the network as it was).
+async fn two_providers(
+    dirs: &[tempfile::TempDir],
+    a_mode: shoal_node::transfer::LiarMode,
+    b_mode: shoal_node::transfer::LiarMode,
+    len: usize,
+    seed: u64,
+) -> (Daemon, Daemon, Daemon, Node, Vec<u8>, Digest) {
+    let a = Daemon::start_lying(dirs[0].path(), None, Vec::new(), Some(a_mode)).await;
+    let b = Daemon::start_lying(dirs[1].path(), None, vec![a.p2p_addr.clone()], Some(b_mode)).await;
+    let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
+    let data = common::pattern(len, seed);
+    let digest = a.push("app", &data).await;
+    assert_eq!(b.push("app", &data).await, digest);
+    let watcher = start(vec![a.p2p_addr.clone()]).await;
+    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
+    (a, b, d, watcher, data, digest)
+}
+
 /// A provider whose chunk map comes after the fetcher's grace (it was still
 /// hashing the blob it had just received) joins the download when it
 /// answers, instead of being left out of it: A answers its map late, B at
@@ -409,22 +431,16 @@ async fn a_provider_that_answers_late_joins_the_fetch() {
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
-    let a = Daemon::start_lying(dirs[0].path(), None, Vec::new(), Some(LiarMode::SlowMap)).await;
-    let b = Daemon::start_lying(
-        dirs[1].path(),
-        None,
-        vec![a.p2p_addr.clone()],
-        Some(LiarMode::Slow),
-    )
-    .await;
-    let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
     // 256 chunks: B alone, four at a time at 50 ms each, needs 3.2 s; A's
     // map comes 2 s after B's.
-    let data = common::pattern(64 * 1024 * 1024, 7);
-    let digest = a.push("app", &data).await;
-    assert_eq!(b.push("app", &data).await, digest);
-    let watcher = start(vec![a.p2p_addr.clone()]).await;
-    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
+    let (a, b, d, _watcher, data, digest) = two_providers(
+        &dirs,
+        LiarMode::SlowMap,
+        LiarMode::Slow,
+        64 * 1024 * 1024,
+        7,
+    )
+    .await;
 
     let got = common::pull_blob(d.base.clone(), digest.clone()).await;
     assert_eq!(got, Ok(digest));
@@ -455,27 +471,15 @@ async fn a_provider_whose_map_stream_was_dropped_still_serves() {
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
-    let a = Daemon::start_lying(
-        dirs[0].path(),
-        None,
-        Vec::new(),
-        Some(LiarMode::DropFirstMapAsk),
-    )
-    .await;
     // B is slow, so A has to take its share for the test to pass.
-    let b = Daemon::start_lying(
-        dirs[1].path(),
-        None,
-        vec![a.p2p_addr.clone()],
-        Some(LiarMode::Slow),
+    let (a, b, d, _watcher, data, digest) = two_providers(
+        &dirs,
+        LiarMode::DropFirstMapAsk,
+        LiarMode::Slow,
+        16 * 1024 * 1024,
+        11,
     )
     .await;
-    let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
-    let data = common::pattern(16 * 1024 * 1024, 11);
-    let digest = a.push("app", &data).await;
-    assert_eq!(b.push("app", &data).await, digest);
-    let watcher = start(vec![a.p2p_addr.clone()]).await;
-    find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
 
     let got = common::pull_blob(d.base.clone(), digest.clone()).await;
     assert_eq!(got, Ok(digest));
