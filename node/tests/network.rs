@@ -399,17 +399,31 @@ async fn empty_node_serves_a_blob_from_two_providers() {
     }
 }
 
-/// Providers A (lying as `a_mode`) and B (as `b_mode`) holding the same
-/// blob of `len` bytes, each pushed its own copy, and an empty node D that
-/// knows A; returns once a lookup finds both providers (the node that
-/// looked is returned too, to keep the network as it was).
+/// Providers A and B, each given its own copy of one blob, an empty node
+/// D that knows A, and the node that looked both providers up (kept, so
+/// the network stays as it was). The data directories go last, so they
+/// outlive the nodes.
+struct TwoProviders {
+    a: Daemon,
+    b: Daemon,
+    d: Daemon,
+    _watcher: Node,
+    data: Vec<u8>,
+    digest: Digest,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// [`TwoProviders`] with A lying as `a_mode` and B as `b_mode`, a blob of
+/// `len` bytes; returns once a lookup finds both providers.
 async fn two_providers(
-    dirs: &[tempfile::TempDir],
     a_mode: shoal_node::transfer::LiarMode,
     b_mode: shoal_node::transfer::LiarMode,
     len: usize,
     seed: u64,
-) -> (Daemon, Daemon, Daemon, Node, Vec<u8>, Digest) {
+) -> TwoProviders {
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
     let a = Daemon::start_lying(dirs[0].path(), None, Vec::new(), Some(a_mode)).await;
     let b = Daemon::start_lying(dirs[1].path(), None, vec![a.p2p_addr.clone()], Some(b_mode)).await;
     let d = Daemon::start(dirs[2].path(), None, vec![a.p2p_addr.clone()]).await;
@@ -418,7 +432,15 @@ async fn two_providers(
     assert_eq!(b.push("app", &data).await, digest);
     let watcher = start(vec![a.p2p_addr.clone()]).await;
     find_eventually(&watcher, &digest, &[a.peer_id, b.peer_id]).await;
-    (a, b, d, watcher, data, digest)
+    TwoProviders {
+        a,
+        b,
+        d,
+        _watcher: watcher,
+        data,
+        digest,
+        _dirs: dirs,
+    }
 }
 
 /// A provider whose chunk map comes after the fetcher's grace (it was still
@@ -428,19 +450,19 @@ async fn two_providers(
 #[tokio::test]
 async fn a_provider_that_answers_late_joins_the_fetch() {
     use shoal_node::transfer::LiarMode;
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
     // 256 chunks: B alone, four at a time at 50 ms each, needs 3.2 s; A's
     // map comes 2 s after B's.
-    let (a, b, d, _watcher, data, digest) = two_providers(
-        &dirs,
-        LiarMode::SlowMap,
-        LiarMode::Slow,
-        64 * 1024 * 1024,
-        7,
-    )
-    .await;
+    let TwoProviders {
+        a,
+        b,
+        d,
+        data,
+        digest,
+        // Bound, not dropped: the directories and the watcher must outlive
+        // the nodes.
+        _watcher,
+        _dirs,
+    } = two_providers(LiarMode::SlowMap, LiarMode::Slow, 64 * 1024 * 1024, 7).await;
 
     let got = common::pull_blob(d.base.clone(), digest.clone()).await;
     assert_eq!(got, Ok(digest));
@@ -468,12 +490,18 @@ async fn a_provider_that_answers_late_joins_the_fetch() {
 #[tokio::test]
 async fn a_provider_whose_map_stream_was_dropped_still_serves() {
     use shoal_node::transfer::LiarMode;
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
     // B is slow, so A has to take its share for the test to pass.
-    let (a, b, d, _watcher, data, digest) = two_providers(
-        &dirs,
+    let TwoProviders {
+        a,
+        b,
+        d,
+        data,
+        digest,
+        // Bound, not dropped: the directories and the watcher must outlive
+        // the nodes.
+        _watcher,
+        _dirs,
+    } = two_providers(
         LiarMode::DropFirstMapAsk,
         LiarMode::Slow,
         16 * 1024 * 1024,
