@@ -8,16 +8,18 @@
 
 use std::ops::Range;
 
-/// The default chunk size: 256 KiB. A chunk is passed on only once all of
+/// The default chunk size: 64 KiB. A chunk is passed on only once all of
 /// it is in and checked, so every hop of a chunk between peers costs its
-/// whole transfer time, and the last chunk of a blob that fifteen
-/// neighbours want leaves its first holder fifteen times: at 1 MiB the
-/// edge benchmark (N = 16, uplink as fast as a host) took 3.7 × the fluid
-/// bound, at 256 KiB 2.7 × (`docs/benchmarks.md`). Smaller still (128 KiB)
-/// was faster again there but cost more CPU per byte, which two cores
-/// running sixteen nodes did not have. Most layers still fit in a few
-/// chunks (a blob of one chunk is fetched whole); big ones get thousands.
-pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
+/// whole transfer time, and a follower in a chain of relays lags its
+/// predecessor by the chunks it has asked for and not yet received. In the
+/// edge benchmark (uplink as fast as a host, `docs/benchmarks.md`) 1 MiB
+/// chunks took 3.7 × the fluid bound at N = 16 and 256 KiB 2.7 × (a mesh
+/// of followers); with the relay chain, 64 KiB took N = 8 from 1.3 to
+/// 1.2 × and N = 16 from 2.3 to 1.8–2.1 ×. The price is CPU per byte: a
+/// 200 MiB fetch on loopback, CPU-bound, is about 15% slower than at
+/// 256 KiB (a 512 KiB one is quicker: eight chunks in parallel). Blobs over
+/// 4 GiB get larger chunks (at most [`MAX_CHUNKS`]).
+pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Smallest chunk size accepted from a peer.
 pub const MIN_CHUNK_SIZE: u32 = 16 * 1024;
 /// Largest chunk size accepted from a peer (bounds memory per request).

@@ -35,6 +35,9 @@ pub(crate) struct EventLoop {
     /// What mDNS found, shared with every handle.
     lan: LanPeers,
     sweep_interval: Duration,
+    /// How long a received provider record lives: it was received this
+    /// long before it expires.
+    provider_ttl: Duration,
 }
 
 fn key_of(digest: &shoal_protocol::Digest) -> RecordKey {
@@ -115,6 +118,7 @@ impl EventLoop {
             confirming: HashMap::new(),
             lan,
             sweep_interval: options.sweep_interval,
+            provider_ttl: options.provider_ttl,
         };
         for addr in &options.listen {
             event_loop
@@ -216,15 +220,31 @@ impl EventLoop {
                     .kad
                     .stop_providing(&key_of(&digest));
             }
-            Command::StoredProviders {
+            Command::StoredAges {
                 digest,
                 limit,
                 reply,
             } => {
                 let stored = self
                     .holds_every_record()
-                    .then(|| self.stored_providers(&key_of(&digest), limit));
+                    .then(|| self.stored_ages(&key_of(&digest), limit));
                 let _ = reply.send(stored);
+            }
+            Command::SitePeers { reply } => {
+                let peers = self.holds_every_record().then(|| {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .kbuckets()
+                        .flat_map(|bucket| {
+                            bucket
+                                .iter()
+                                .map(|entry| *entry.node.key.preimage())
+                                .collect::<Vec<_>>()
+                        })
+                        .collect()
+                });
+                let _ = reply.send(peers);
             }
             Command::FindProviders {
                 digest,
@@ -343,15 +363,23 @@ impl EventLoop {
         known < kad::K_VALUE.get()
     }
 
-    /// Providers of `key` in this node's own store, expired ones left out.
-    fn stored_providers(&mut self, key: &RecordKey, limit: usize) -> Vec<PeerId> {
+    /// Providers of `key` in this node's own store, expired ones left out,
+    /// each with how long ago its record arrived (or was last refreshed).
+    /// A record without an expiry is taken as old.
+    fn stored_ages(&mut self, key: &RecordKey, limit: usize) -> Vec<(PeerId, Duration)> {
         let now = std::time::Instant::now();
+        let ttl = self.provider_ttl;
         let store = self.swarm.behaviour_mut().kad.store_mut();
-        let mut peers: Vec<PeerId> = store
+        let mut peers: Vec<(PeerId, Duration)> = store
             .providers(key)
             .into_iter()
             .filter(|record| !record.is_expired(now))
-            .map(|record| record.provider)
+            .map(|record| {
+                let age = record.expires.map_or(Duration::MAX, |expires| {
+                    ttl.saturating_sub(expires.saturating_duration_since(now))
+                });
+                (record.provider, age)
+            })
             .collect();
         peers.truncate(limit.max(1));
         peers

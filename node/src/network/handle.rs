@@ -50,11 +50,17 @@ pub(crate) enum Command {
         limit: usize,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
-    /// The node's own store's providers of `digest`, if it holds every
-    /// record announced while it is up.
-    StoredProviders {
+    /// The node's own store's providers of `digest`, each with how long
+    /// ago its record arrived, if it holds every record announced while it
+    /// is up.
+    StoredAges {
         digest: Digest,
         limit: usize,
+        reply: oneshot::Sender<Option<Vec<(PeerId, Duration)>>>,
+    },
+    /// Every peer in the routing table, if it holds the whole network
+    /// (fewer peers than Kademlia's replication factor).
+    SitePeers {
         reply: oneshot::Sender<Option<Vec<PeerId>>>,
     },
     Dial {
@@ -91,9 +97,10 @@ impl std::fmt::Debug for Command {
             Command::FindProviders { digest, limit, .. } => {
                 write!(f, "FindProviders({digest}, {limit})")
             }
-            Command::StoredProviders { digest, limit, .. } => {
-                write!(f, "StoredProviders({digest}, {limit})")
+            Command::StoredAges { digest, limit, .. } => {
+                write!(f, "StoredAges({digest}, {limit})")
             }
+            Command::SitePeers { .. } => write!(f, "SitePeers"),
             Command::Dial { addr, .. } => write!(f, "Dial({addr})"),
             Command::Info { .. } => write!(f, "Info"),
         }
@@ -219,13 +226,8 @@ impl NetworkHandle {
         digest: &Digest,
         limit: usize,
     ) -> Result<Option<Vec<PeerId>>, NetworkError> {
-        let digest = digest.clone();
-        self.ask(|reply| Command::StoredProviders {
-            digest,
-            limit,
-            reply,
-        })
-        .await
+        let stored = self.stored_provider_ages(digest, limit).await?;
+        Ok(stored.map(|peers| peers.into_iter().map(|(peer, _)| peer).collect()))
     }
 
     /// Peers that announced `digest` while this node was up: from its own
@@ -241,6 +243,30 @@ impl NetworkHandle {
             Some(peers) => Ok(peers),
             None => self.find_providers(digest, limit, deadline).await,
         }
+    }
+
+    /// [`NetworkHandle::stored_providers`], each with how long ago its
+    /// record reached this node.
+    pub async fn stored_provider_ages(
+        &self,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Option<Vec<(PeerId, Duration)>>, NetworkError> {
+        let digest = digest.clone();
+        self.ask(|reply| Command::StoredAges {
+            digest,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Every other peer of a small network (a site), known or not
+    /// connected at the moment: `None` unless the node knows fewer peers
+    /// than Kademlia's replication factor, as for
+    /// [`NetworkHandle::stored_providers`].
+    pub async fn site_peers(&self) -> Result<Option<Vec<PeerId>>, NetworkError> {
+        self.ask(|reply| Command::SitePeers { reply }).await
     }
 
     /// Connects to a peer (an address with `/p2p/<peer id>`).

@@ -31,6 +31,7 @@ use shoal_protocol::wire::Message;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::chain_window::ChainWindow;
 use super::downloads::{Download, DownloadState, Downloads, Finished};
 use super::framed::FrameError;
 pub use super::from_upstream::UpstreamSource;
@@ -105,6 +106,8 @@ pub struct Fetcher {
     /// Nodes that fetch one blob from upstream together, each a range of
     /// it (`[upstream] split`); 1: one fetches, the others follow it.
     split: usize,
+    /// The blobs followed at once share one window of asks.
+    chain_window: ChainWindow,
 }
 
 /// Map asks still open when a download starts ([`Fetcher::ask_maps`]).
@@ -153,6 +156,7 @@ impl Fetcher {
             upstream: None,
             download_limit: RateLimiter::unlimited(),
             split: 1,
+            chain_window: ChainWindow::default(),
         }
     }
 
@@ -174,6 +178,10 @@ impl Fetcher {
         tokio::task::spawn_blocking(move || store.partial_blob(&d, plan.size(), plan.chunk_size()))
             .await
             .map_err(StoreError::from)?
+    }
+
+    pub(super) fn chain_window(&self) -> &ChainWindow {
+        &self.chain_window
     }
 
     pub(super) fn upstream_split(&self) -> usize {

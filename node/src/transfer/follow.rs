@@ -29,6 +29,7 @@ use shoal_protocol::chain::{ChainPrefix, PrefixTail};
 use shoal_protocol::wire::Message;
 use tokio::time::Instant;
 
+use super::chain_window::CHAIN_AHEAD;
 use super::downloads::DownloadState;
 use super::fetch::{FIND_DEADLINE, Fetcher};
 use super::peers::LIE_BAN;
@@ -41,9 +42,6 @@ use crate::store::{BlobInfo, PartialBlob, StoreError};
 /// How often the leader is asked for the states past the known ones, at
 /// most (the answer is a `PrefixTail`: a few states, not all of them).
 const POLL: Duration = Duration::from_millis(100);
-/// Chunks asked of the predecessor at once (and held waiting for their
-/// states), and how far past the leader's known states they may be.
-const CHAIN_AHEAD: usize = 4;
 /// How long the predecessor may hold an ask for a chunk it does not have.
 /// One the leader has had this long and the predecessor still has not is
 /// a miss (`relay_chain.rs`).
@@ -188,6 +186,7 @@ impl Fetcher {
         let mut have: Vec<bool> = state.view().map(|v| v.checked).unwrap_or_default();
         have.resize(plan.count() as usize, false);
         let mut chain = RelayChain::new(leader, self.network().peer_id());
+        let _following = self.chain_window().follow();
         // Streams not in use, per peer: the leader's poll stream, and the
         // streams of the asks to predecessors.
         let mut idle: HashMap<PeerId, Vec<Session>> = HashMap::from([(leader, vec![session])]);
@@ -261,7 +260,11 @@ impl Fetcher {
                 }));
             }
             if chain.members_known() {
-                let room = CHAIN_AHEAD.saturating_sub(in_flight.len() + waiting.len());
+                // Asked and not yet judged, at most this blob's part of
+                // the window (`chain_window.rs`); how far past the
+                // leader's known states, at most CHAIN_AHEAD.
+                let window = self.chain_window().per_blob();
+                let room = window.saturating_sub(in_flight.len() + waiting.len());
                 let wanted = next_wanted(
                     &have,
                     |i| in_flight.contains(&i) || waiting.contains_key(&i),

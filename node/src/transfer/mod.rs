@@ -4,6 +4,7 @@
 //! (`protocol/src/chain.rs`) and as a whole.
 
 mod bitmap;
+mod chain_window;
 mod downloads;
 mod fetch;
 mod follow;
