@@ -10,8 +10,8 @@
 //! followed at once with four each would be seven times that per hop (with
 //! 256 KiB chunks the chains of a six-layer image ended 2.4–3 s after their
 //! leaders), while the link needs no more in flight than for one. So the
-//! window is shared: each followed blob gets its part of it, at least one
-//! chunk.
+//! window is shared: each followed blob gets its part of it, rounded up
+//! (three blobs: two chunks each), at least one chunk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
