@@ -450,8 +450,8 @@ async fn two_providers(
 #[tokio::test]
 async fn a_provider_that_answers_late_joins_the_fetch() {
     use shoal_node::transfer::LiarMode;
-    // 256 chunks: B alone, four at a time at 50 ms each, needs 3.2 s; A's
-    // map comes 2 s after B's.
+    // 1,024 chunks of 64 KiB: B alone, four at a time at 50 ms each, needs
+    // 12.8 s; A's map comes 2 s after B's.
     let TwoProviders {
         a,
         b,

@@ -231,20 +231,10 @@ impl EventLoop {
                 let _ = reply.send(stored);
             }
             Command::SitePeers { reply } => {
-                let peers = self.holds_every_record().then(|| {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .kbuckets()
-                        .flat_map(|bucket| {
-                            bucket
-                                .iter()
-                                .map(|entry| *entry.node.key.preimage())
-                                .collect::<Vec<_>>()
-                        })
-                        .collect()
-                });
-                let _ = reply.send(peers);
+                // The same test as `holds_every_record`, on the peers
+                // listed once instead of counted and then listed.
+                let peers = self.routing_peers();
+                let _ = reply.send((peers.len() < kad::K_VALUE.get()).then_some(peers));
             }
             Command::FindProviders {
                 digest,
@@ -361,6 +351,15 @@ impl EventLoop {
             .map(|bucket| bucket.num_entries())
             .sum();
         known < kad::K_VALUE.get()
+    }
+
+    /// Every peer in the routing table.
+    fn routing_peers(&mut self) -> Vec<PeerId> {
+        let mut peers = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            peers.extend(bucket.iter().map(|entry| *entry.node.key.preimage()));
+        }
+        peers
     }
 
     /// Providers of `key` in this node's own store, expired ones left out,

@@ -12,6 +12,9 @@
 //! has started, the first in an order of peers of the blob's own (a hash
 //! of the claim and the peer id: the layers of an image get different
 //! leaders), so claimants that raced pick the same one without talking.
+//! In a small site the node first in that order among all its peers is
+//! that leader whoever claims, and starts without the settle
+//! ([`Fetcher::leads_the_site`]).
 
 use std::sync::Arc;
 use std::time::Duration;
