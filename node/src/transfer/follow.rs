@@ -42,6 +42,10 @@ use crate::store::{BlobInfo, PartialBlob, StoreError};
 /// How often the leader is asked for the states past the known ones, at
 /// most (the answer is a `PrefixTail`: a few states, not all of them).
 const POLL: Duration = Duration::from_millis(100);
+/// How soon a leader that is not fetching yet is asked again for its
+/// first prefix: a follower that picked the site's leader at once asks
+/// while the leader opens its upstream response.
+const FIRST_ASK_RETRY: Duration = Duration::from_millis(20);
 /// How long the predecessor may hold an ask for a chunk it does not have.
 /// One the leader has had this long and the predecessor still has not is
 /// a miss (`relay_chain.rs`).
@@ -62,6 +66,11 @@ const LEADER_STALL: Duration = Duration::from_secs(60);
 /// How often the other followers are looked for (in the node's provider
 /// store in a small site, else in the DHT).
 const REFIND_EVERY: Duration = Duration::from_secs(2);
+/// How often in the first [`REFIND_EARLY_FOR`] of following: a follower
+/// that started at once (`upstream_lead.rs`) finds the others' claims as
+/// they arrive, and moves from the leader to its place in the chain.
+const REFIND_EARLY: Duration = Duration::from_millis(25);
+const REFIND_EARLY_FOR: Duration = Duration::from_millis(600);
 /// Followers kept in view at most.
 const MAX_MEMBERS: usize = 32;
 
@@ -126,7 +135,7 @@ impl Fetcher {
                 None => match Session::open(&mut control, leader).await {
                     Some(s) => s,
                     None => {
-                        tokio::time::sleep(POLL).await;
+                        tokio::time::sleep(FIRST_ASK_RETRY).await;
                         continue;
                     }
                 },
@@ -145,7 +154,7 @@ impl Fetcher {
                 // The stream broke: a fresh one next time.
                 Err(_) => {}
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(FIRST_ASK_RETRY).await;
         };
         match self.follow_with(state, leader, first, leader_prefix).await {
             Ok(end) => end,
@@ -240,7 +249,12 @@ impl Fetcher {
                 tracing::info!(%digest, %leader, "the leader stalled; giving it up");
                 return Ok(FollowEnd::LeaderLost);
             }
-            if !finding && last_find.is_none_or(|t| t.elapsed() > REFIND_EVERY) {
+            let refind = if followed.elapsed() < REFIND_EARLY_FOR {
+                REFIND_EARLY
+            } else {
+                REFIND_EVERY
+            };
+            if !finding && last_find.is_none_or(|t| t.elapsed() > refind) {
                 finding = true;
                 let (network, digest) = (self.network().clone(), digest.clone());
                 events.push(Box::pin(async move {

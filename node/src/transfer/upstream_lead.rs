@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use shoal_protocol::Digest;
+use tokio::time::Instant;
 
 use super::downloads::DownloadState;
 use super::fetch::{FIND_DEADLINE, FetchError, Fetcher};
@@ -32,6 +33,9 @@ use crate::upstream::UpstreamClient;
 
 /// How long claims may take to spread before the leader is picked.
 pub const CLAIM_SETTLE: Duration = Duration::from_millis(300);
+/// How often a claimant looks in its store for the site's leader while
+/// the claims settle ([`Fetcher::site_leader`]).
+const SITE_LOOK_EVERY: Duration = Duration::from_millis(10);
 /// Leaders a follower gives up on before fetching upstream itself.
 const MAX_LEADERS: usize = 3;
 
@@ -43,8 +47,14 @@ pub fn claim_key(digest: &Digest) -> Digest {
 }
 
 /// A claim made while peers are still being asked for the blob
-/// ([`Fetcher::claim_early`]): whether it reached the closest peers.
-pub(super) type EarlyClaim = tokio::task::JoinHandle<bool>;
+/// ([`Fetcher::claim_early`]): when it reached the closest peers, if it did.
+pub(super) type EarlyClaim = tokio::task::JoinHandle<Option<Instant>>;
+
+/// Whether the early claim was made (and so is to be withdrawn), and when
+/// it reached the closest peers.
+async fn claimed_at(early: EarlyClaim) -> Option<Instant> {
+    early.await.ok().flatten()
+}
 
 impl Fetcher {
     /// Claims the upstream fetch of `digest` at once, so that the claim
@@ -71,13 +81,13 @@ impl Fetcher {
                     .await
                     .is_ok();
             tracing::debug!(%digest, claimed, ms = began.elapsed().as_millis() as u64, "claimed the upstream fetch");
-            claimed
+            claimed.then(Instant::now)
         })
     }
 
     /// The blob came from peers: the early claim is withdrawn.
     pub(super) async fn withdraw_claim(&self, digest: &Digest, early: EarlyClaim) {
-        if early.await.unwrap_or(false) {
+        if claimed_at(early).await.is_some() {
             let _ = self.network().unprovide(&claim_key(digest)).await;
         }
     }
@@ -99,33 +109,62 @@ impl Fetcher {
         if self.upstream_split() <= 1 && self.leads_the_site(state, &digest, &claim, me).await {
             tracing::info!(%digest, "first of the site in this blob's order; fetching from upstream at once");
             let result = self.finish_from_upstream(state, client, source).await;
-            if early.await.unwrap_or(false) {
+            if claimed_at(early).await.is_some() {
                 let _ = self.network().unprovide(&claim).await;
             }
             return result;
         }
-        if !early.await.unwrap_or(false) {
-            return self.finish_from_upstream(state, client, source).await;
+        // In a small site the leader may be known before the claims
+        // settle: followed at once, while this node's claim still spreads.
+        let at_once = if self.upstream_split() <= 1 {
+            self.site_leader(state, &digest, &claim, me).await
+        } else {
+            None
+        };
+        let mut early = Some(early);
+        let mut settled_at = None;
+        if at_once.is_none() {
+            let claimed = match early.take() {
+                Some(e) => claimed_at(e).await,
+                None => None,
+            };
+            let Some(claimed) = claimed else {
+                return self.finish_from_upstream(state, client, source).await;
+            };
+            // The claims of nodes that claimed within the settle of this
+            // one have reached it by then.
+            settled_at = Some(claimed + CLAIM_SETTLE);
+            if self.upstream_split() > 1 {
+                tokio::time::sleep(CLAIM_SETTLE).await;
+                let result = self
+                    .split_among_claimants(state, client, source, &claim)
+                    .await;
+                let _ = self.network().unprovide(&claim).await;
+                return result;
+            }
         }
-        if self.upstream_split() > 1 {
-            tokio::time::sleep(CLAIM_SETTLE).await;
-            let result = self
-                .split_among_claimants(state, client, source, &claim)
-                .await;
-            let _ = self.network().unprovide(&claim).await;
-            return result;
-        }
+        let mut next = at_once;
         let mut gone: Vec<PeerId> = Vec::new();
         let result = loop {
-            tokio::time::sleep(CLAIM_SETTLE).await;
-            let view = state.view();
+            let picked = match next.take() {
+                Some(leader) => Some(leader),
+                None => {
+                    match settled_at.take() {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => tokio::time::sleep(CLAIM_SETTLE).await,
+                    }
+                    let view = state.view();
+                    // Holding chunks taken from a leader that went away,
+                    // this node is one of the fetching claimants the next
+                    // leader comes from.
+                    let me_fetching = view.is_some_and(|v| v.prefix.is_some());
+                    self.leader(&digest, &claim, me, me_fetching, &gone).await
+                }
+            };
             // After a handover from peers the chunks are checked against
             // their map: this node goes on from upstream itself.
-            let followable = view.as_ref().is_none_or(|v| v.map.is_none());
-            // Holding chunks taken from a leader that went away, this node
-            // is one of the fetching claimants the next leader comes from.
-            let me_fetching = view.is_some_and(|v| v.prefix.is_some());
-            match self.leader(&digest, &claim, me, me_fetching, &gone).await {
+            let followable = state.view().as_ref().is_none_or(|v| v.map.is_none());
+            match picked {
                 Some(leader) if leader != me && followable => {
                     tracing::info!(%digest, %leader, "another node is fetching this from upstream; following it");
                     match self.follow(state, leader).await {
@@ -148,6 +187,9 @@ impl Fetcher {
                 _ => break self.finish_from_upstream(state, client, source).await,
             }
         };
+        if let Some(e) = early {
+            let _ = e.await;
+        }
         let _ = self.network().unprovide(&claim).await;
         result
     }
@@ -184,6 +226,47 @@ impl Fetcher {
             return false;
         };
         leads_at_once(claim, me, &peers, &holders, &claims)
+    }
+
+    /// In a small site, the node that leads `digest`'s fetch at once by
+    /// [`Fetcher::leads_the_site`], seen from another claimant: the first
+    /// of the site in the blob's order, once its claim is in this node's
+    /// store and no claim is old enough to have settled without it
+    /// ([`leader_at_once`]). Looked for every [`SITE_LOOK_EVERY`] until
+    /// the claims would have settled; `None` then, or at once where the
+    /// site is not small. A rollout's followers start a third of a second
+    /// sooner, and with links as fast as the uplink they never make up
+    /// for a late start.
+    async fn site_leader(
+        &self,
+        state: &DownloadState,
+        digest: &Digest,
+        claim: &Digest,
+        me: PeerId,
+    ) -> Option<PeerId> {
+        let until = Instant::now() + CLAIM_SETTLE;
+        let network = self.network();
+        loop {
+            if state.view().is_some() {
+                return None;
+            }
+            let (peers, holders, claims) = tokio::join!(
+                network.site_peers(),
+                network.stored_providers(digest, 20),
+                network.stored_provider_ages(claim, 20),
+            );
+            let (Ok(Some(peers)), Ok(Some(holders)), Ok(Some(claims))) = (peers, holders, claims)
+            else {
+                return None;
+            };
+            if let Some(leader) = leader_at_once(claim, me, &peers, &holders, &claims) {
+                return Some(leader);
+            }
+            if Instant::now() + SITE_LOOK_EVERY >= until {
+                return None;
+            }
+            tokio::time::sleep(SITE_LOOK_EVERY).await;
+        }
     }
 
     /// Fetches the blob in ranges with the claimants seen now
@@ -344,6 +427,38 @@ fn leads_at_once(
         && first_of_site(claim, me, site)
 }
 
+/// The rule of [`Fetcher::site_leader`]: the first of the site (its
+/// peers, the claimants and `me`) in `claim`'s order, if that is not `me`,
+/// has claimed, nobody else holds or fetches the blob, and every other
+/// claim is younger than half the settle — the same view makes that node
+/// lead at once ([`leads_at_once`]), and a view it does not share makes it
+/// settle and then pick itself, being first of every claimant.
+fn leader_at_once(
+    claim: &Digest,
+    me: PeerId,
+    site: &[PeerId],
+    holders: &[PeerId],
+    claims: &[(PeerId, Duration)],
+) -> Option<PeerId> {
+    if holders.iter().any(|p| *p != me) {
+        return None;
+    }
+    let first = site
+        .iter()
+        .chain(claims.iter().map(|(p, _)| p))
+        .copied()
+        .filter(|p| *p != me)
+        .min_by_key(|p| rank(claim, p))?;
+    if rank(claim, &me) < rank(claim, &first) {
+        return None;
+    }
+    let claimed = claims.iter().any(|(p, _)| *p == first);
+    let young = claims
+        .iter()
+        .all(|(p, age)| *p == me || *p == first || *age < CLAIM_SETTLE / 2);
+    (claimed && young).then_some(first)
+}
+
 /// Whether `me` comes before every other peer of its site in `claim`'s
 /// order, so [`pick_leader`] picks it among any claimants when none is
 /// fetching yet. Alone, it has nobody to come before: no.
@@ -458,6 +573,48 @@ mod tests {
         assert!(!leads_at_once(&claim(), p[0], &p[1..], &[], &old));
         // Not first of the site.
         assert!(!leads_at_once(&claim(), p[1], &p, &[], &claims));
+    }
+
+    #[test]
+    fn the_others_follow_the_first_of_the_site_once_it_has_claimed() {
+        let p = sorted_peers(4);
+        let fresh = Duration::from_millis(40);
+        let claims = [(p[0], fresh), (p[2], fresh), (p[3], Duration::ZERO)];
+        // p[3] sees p[0]'s claim: p[0] leads at once by the same view.
+        assert_eq!(
+            leader_at_once(&claim(), p[3], &p[..3], &[], &claims),
+            Some(p[0])
+        );
+        assert!(leads_at_once(&claim(), p[0], &p[1..], &[], &claims));
+        // The first of the site has not claimed (yet, or at all): wait.
+        let without = [(p[2], fresh), (p[3], Duration::ZERO)];
+        assert_eq!(leader_at_once(&claim(), p[3], &p[..3], &[], &without), None);
+        // Someone holds or fetches the blob: the usual rule follows it.
+        assert_eq!(
+            leader_at_once(&claim(), p[3], &p[..3], &[p[1]], &claims),
+            None
+        );
+        // Another claim is old enough to have settled without p[0]'s.
+        let old = [(p[0], fresh), (p[2], CLAIM_SETTLE / 2)];
+        assert_eq!(leader_at_once(&claim(), p[3], &p[..3], &[], &old), None);
+        // The first claimed long ago (still deciding, or fetching with
+        // nothing checked yet): still the one to follow.
+        let first_old = [(p[0], CLAIM_SETTLE * 2), (p[2], fresh)];
+        assert_eq!(
+            leader_at_once(&claim(), p[3], &p[..3], &[], &first_old),
+            Some(p[0])
+        );
+        // A claimant missing from the routing table still counts: p[1]
+        // outranks p[2] and p[3] though only its claim is known.
+        let claims = [(p[1], fresh), (p[3], Duration::ZERO)];
+        assert_eq!(
+            leader_at_once(&claim(), p[3], &[p[2]], &[], &claims),
+            Some(p[1])
+        );
+        // The first of the site leads; it follows nobody.
+        assert_eq!(leader_at_once(&claim(), p[0], &p[1..], &[], &claims), None);
+        // Alone: nobody to follow.
+        assert_eq!(leader_at_once(&claim(), p[0], &[], &[], &[]), None);
     }
 
     #[test]
