@@ -215,17 +215,25 @@ impl Fetcher {
         if state.view().is_some() {
             return false;
         }
+        self.site_view(digest, claim)
+            .await
+            .is_some_and(|v| leads_at_once(claim, me, &v.peers, &v.holders, &v.claims))
+    }
+
+    /// What this node's store shows of a small site for `digest`: `None`
+    /// where the site is not small (or the network actor is gone).
+    async fn site_view(&self, digest: &Digest, claim: &Digest) -> Option<SiteView> {
         let network = self.network();
         let (peers, holders, claims) = tokio::join!(
             network.site_peers(),
             network.stored_providers(digest, 20),
             network.stored_provider_ages(claim, 20),
         );
-        let (Ok(Some(peers)), Ok(Some(holders)), Ok(Some(claims))) = (peers, holders, claims)
-        else {
-            return false;
-        };
-        leads_at_once(claim, me, &peers, &holders, &claims)
+        Some(SiteView {
+            peers: peers.ok()??,
+            holders: holders.ok()??,
+            claims: claims.ok()??,
+        })
     }
 
     /// In a small site, the node that leads `digest`'s fetch at once by
@@ -245,21 +253,12 @@ impl Fetcher {
         me: PeerId,
     ) -> Option<PeerId> {
         let until = Instant::now() + CLAIM_SETTLE;
-        let network = self.network();
         loop {
             if state.view().is_some() {
                 return None;
             }
-            let (peers, holders, claims) = tokio::join!(
-                network.site_peers(),
-                network.stored_providers(digest, 20),
-                network.stored_provider_ages(claim, 20),
-            );
-            let (Ok(Some(peers)), Ok(Some(holders)), Ok(Some(claims))) = (peers, holders, claims)
-            else {
-                return None;
-            };
-            if let Some(leader) = leader_at_once(claim, me, &peers, &holders, &claims) {
+            let v = self.site_view(digest, claim).await?;
+            if let Some(leader) = leader_at_once(claim, me, &v.peers, &v.holders, &v.claims) {
                 return Some(leader);
             }
             if Instant::now() + SITE_LOOK_EVERY >= until {
@@ -395,6 +394,16 @@ impl Fetcher {
         }
         pick_leader(claim, &candidates, &fetching, me)
     }
+}
+
+/// A small site as one node's store shows it ([`Fetcher::site_view`]).
+struct SiteView {
+    /// Every other peer of the site.
+    peers: Vec<PeerId>,
+    /// Who holds or fetches the blob, whole or partly.
+    holders: Vec<PeerId>,
+    /// The claims of the upstream fetch, with how long ago each arrived.
+    claims: Vec<(PeerId, Duration)>,
 }
 
 /// The rule of [`Fetcher::leader`], on what the lookups found (`me` is a
