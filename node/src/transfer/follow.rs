@@ -35,7 +35,7 @@ use super::fetch::{FIND_DEADLINE, Fetcher};
 use super::peers::LIE_BAN;
 use super::relay_chain::{RelayChain, next_wanted};
 use super::session::{Session, ask_chunk};
-use super::upstream_lead::claim_key;
+use super::upstream_lead::{CLAIM_SETTLE, claim_key};
 use crate::metrics::Metrics;
 use crate::store::{BlobInfo, PartialBlob, StoreError};
 
@@ -66,11 +66,12 @@ const LEADER_STALL: Duration = Duration::from_secs(60);
 /// How often the other followers are looked for (in the node's provider
 /// store in a small site, else in the DHT).
 const REFIND_EVERY: Duration = Duration::from_secs(2);
-/// How often in the first [`REFIND_EARLY_FOR`] of following: a follower
-/// that started at once (`upstream_lead.rs`) finds the others' claims as
-/// they arrive, and moves from the leader to its place in the chain.
+/// How often in a small site, for the first twice [`CLAIM_SETTLE`] of
+/// following: a follower that started at once, before the claims settled
+/// (`upstream_lead.rs`), finds the others' claims in its store as they
+/// arrive and moves from the leader to its place in the chain. Elsewhere
+/// each look is a DHT lookup, and the followers started after the settle.
 const REFIND_EARLY: Duration = Duration::from_millis(25);
-const REFIND_EARLY_FOR: Duration = Duration::from_millis(600);
 /// Followers kept in view at most.
 const MAX_MEMBERS: usize = 32;
 
@@ -195,6 +196,7 @@ impl Fetcher {
         let mut have: Vec<bool> = state.view().map(|v| v.checked).unwrap_or_default();
         have.resize(plan.count() as usize, false);
         let mut chain = RelayChain::new(leader, self.network().peer_id());
+        let small_site = matches!(self.network().site_peers().await, Ok(Some(_)));
         let _following = self.chain_window().follow();
         // Streams not in use, per peer: the leader's poll stream, and the
         // streams of the asks to predecessors.
@@ -249,7 +251,7 @@ impl Fetcher {
                 tracing::info!(%digest, %leader, "the leader stalled; giving it up");
                 return Ok(FollowEnd::LeaderLost);
             }
-            let refind = if followed.elapsed() < REFIND_EARLY_FOR {
+            let refind = if small_site && followed.elapsed() < 2 * CLAIM_SETTLE {
                 REFIND_EARLY
             } else {
                 REFIND_EVERY
