@@ -14,7 +14,8 @@
 //! leaders), so claimants that raced pick the same one without talking.
 //! In a small site the node first in that order among all its peers is
 //! that leader whoever claims, and starts without the settle
-//! ([`Fetcher::leads_the_site`]).
+//! ([`Fetcher::leads_the_site`]); the others follow it as soon as its
+//! claim reaches their store ([`Fetcher::site_leader`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,11 +259,11 @@ impl Fetcher {
                 return None;
             }
             let v = self.site_view(digest, claim).await?;
-            if let Some(leader) = leader_at_once(claim, me, &v.peers, &v.holders, &v.claims) {
-                return Some(leader);
-            }
-            if Instant::now() + SITE_LOOK_EVERY >= until {
-                return None;
+            match leader_at_once(claim, me, &v.peers, &v.holders, &v.claims) {
+                AtOnce::Follow(leader) => return Some(leader),
+                AtOnce::No => return None,
+                AtOnce::NotYet if Instant::now() + SITE_LOOK_EVERY >= until => return None,
+                AtOnce::NotYet => {}
             }
             tokio::time::sleep(SITE_LOOK_EVERY).await;
         }
@@ -436,6 +437,18 @@ fn leads_at_once(
         && first_of_site(claim, me, site)
 }
 
+/// What [`leader_at_once`] makes of a claimant's view of its small site.
+#[derive(Debug, PartialEq, Eq)]
+enum AtOnce {
+    /// Follow this node now: it leads at once.
+    Follow(PeerId),
+    /// Its claim may be on its way: look again.
+    NotYet,
+    /// The rule cannot hold (alone, first itself, a holder, an old claim):
+    /// the settle and the look-up decide.
+    No,
+}
+
 /// The rule of [`Fetcher::site_leader`]: the first of the site (its
 /// peers, the claimants and `me`) in `claim`'s order, if that is not `me`,
 /// has claimed, nobody else holds or fetches the blob, and every other
@@ -448,24 +461,33 @@ fn leader_at_once(
     site: &[PeerId],
     holders: &[PeerId],
     claims: &[(PeerId, Duration)],
-) -> Option<PeerId> {
+) -> AtOnce {
     if holders.iter().any(|p| *p != me) {
-        return None;
+        return AtOnce::No;
     }
-    let first = site
+    let Some(first) = site
         .iter()
         .chain(claims.iter().map(|(p, _)| p))
         .copied()
         .filter(|p| *p != me)
-        .min_by_key(|p| rank(claim, p))?;
+        .min_by_key(|p| rank(claim, p))
+    else {
+        return AtOnce::No;
+    };
     if rank(claim, &me) < rank(claim, &first) {
-        return None;
+        return AtOnce::No;
     }
-    let claimed = claims.iter().any(|(p, _)| *p == first);
     let young = claims
         .iter()
         .all(|(p, age)| *p == me || *p == first || *age < CLAIM_SETTLE / 2);
-    (claimed && young).then_some(first)
+    if !young {
+        return AtOnce::No;
+    }
+    if claims.iter().any(|(p, _)| *p == first) {
+        AtOnce::Follow(first)
+    } else {
+        AtOnce::NotYet
+    }
 }
 
 /// Whether `me` comes before every other peer of its site in `claim`'s
@@ -592,38 +614,48 @@ mod tests {
         // p[3] sees p[0]'s claim: p[0] leads at once by the same view.
         assert_eq!(
             leader_at_once(&claim(), p[3], &p[..3], &[], &claims),
-            Some(p[0])
+            AtOnce::Follow(p[0])
         );
         assert!(leads_at_once(&claim(), p[0], &p[1..], &[], &claims));
-        // The first of the site has not claimed (yet, or at all): wait.
+        // The first of the site has not claimed: its claim may be on its
+        // way (or it does not pull this blob; the settle tells).
         let without = [(p[2], fresh), (p[3], Duration::ZERO)];
-        assert_eq!(leader_at_once(&claim(), p[3], &p[..3], &[], &without), None);
+        assert_eq!(
+            leader_at_once(&claim(), p[3], &p[..3], &[], &without),
+            AtOnce::NotYet
+        );
         // Someone holds or fetches the blob: the usual rule follows it.
         assert_eq!(
             leader_at_once(&claim(), p[3], &p[..3], &[p[1]], &claims),
-            None
+            AtOnce::No
         );
         // Another claim is old enough to have settled without p[0]'s.
         let old = [(p[0], fresh), (p[2], CLAIM_SETTLE / 2)];
-        assert_eq!(leader_at_once(&claim(), p[3], &p[..3], &[], &old), None);
+        assert_eq!(
+            leader_at_once(&claim(), p[3], &p[..3], &[], &old),
+            AtOnce::No
+        );
         // The first claimed long ago (still deciding, or fetching with
         // nothing checked yet): still the one to follow.
         let first_old = [(p[0], CLAIM_SETTLE * 2), (p[2], fresh)];
         assert_eq!(
             leader_at_once(&claim(), p[3], &p[..3], &[], &first_old),
-            Some(p[0])
+            AtOnce::Follow(p[0])
         );
         // A claimant missing from the routing table still counts: p[1]
         // outranks p[2] and p[3] though only its claim is known.
         let claims = [(p[1], fresh), (p[3], Duration::ZERO)];
         assert_eq!(
             leader_at_once(&claim(), p[3], &[p[2]], &[], &claims),
-            Some(p[1])
+            AtOnce::Follow(p[1])
         );
-        // The first of the site leads; it follows nobody.
-        assert_eq!(leader_at_once(&claim(), p[0], &p[1..], &[], &claims), None);
-        // Alone: nobody to follow.
-        assert_eq!(leader_at_once(&claim(), p[0], &[], &[], &[]), None);
+        // The first of the site follows nobody, and alone there is nobody
+        // to follow: neither waits.
+        assert_eq!(
+            leader_at_once(&claim(), p[0], &p[1..], &[], &claims),
+            AtOnce::No
+        );
+        assert_eq!(leader_at_once(&claim(), p[0], &[], &[], &[]), AtOnce::No);
     }
 
     #[test]
