@@ -241,11 +241,13 @@ impl Fetcher {
     /// [`Fetcher::leads_the_site`], seen from another claimant: the first
     /// of the site in the blob's order, once its claim is in this node's
     /// store and no claim is old enough to have settled without it
-    /// ([`leader_at_once`]). Looked for every [`SITE_LOOK_EVERY`] until
-    /// the claims would have settled; `None` then, or at once where the
-    /// site is not small. A rollout's followers start a third of a second
-    /// sooner, and with links as fast as the uplink they never make up
-    /// for a late start.
+    /// ([`leader_at_once`]). Looked for every [`SITE_LOOK_EVERY`] while
+    /// only that claim is missing, until the claims would have settled;
+    /// `None` then, and at once where the site is not small or the rule
+    /// cannot hold (alone, first itself, a holder, an old claim), so the
+    /// settle that follows is not made longer. A rollout's followers start
+    /// a third of a second sooner, and with links as fast as the uplink
+    /// they never make up for a late start.
     async fn site_leader(
         &self,
         state: &DownloadState,
