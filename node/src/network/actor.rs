@@ -40,6 +40,13 @@ pub(crate) struct EventLoop {
     provider_ttl: Duration,
 }
 
+/// Whether a routing table of `known` peers holds the whole network as
+/// this node sees it: fewer peers than the replication factor, so every
+/// record published goes to all of them ([`EventLoop::holds_every_record`]).
+fn whole_network(known: usize) -> bool {
+    known < kad::K_VALUE.get()
+}
+
 fn key_of(digest: &shoal_protocol::Digest) -> RecordKey {
     RecordKey::new(&digest.multihash_bytes())
 }
@@ -231,10 +238,9 @@ impl EventLoop {
                 let _ = reply.send(stored);
             }
             Command::SitePeers { reply } => {
-                // The same test as `holds_every_record`, on the peers
-                // listed once instead of counted and then listed.
+                // Listed once instead of counted and then listed.
                 let peers = self.routing_peers();
-                let _ = reply.send((peers.len() < kad::K_VALUE.get()).then_some(peers));
+                let _ = reply.send(whole_network(peers.len()).then_some(peers));
             }
             Command::FindProviders {
                 digest,
@@ -350,7 +356,7 @@ impl EventLoop {
             .kbuckets()
             .map(|bucket| bucket.num_entries())
             .sum();
-        known < kad::K_VALUE.get()
+        whole_network(known)
     }
 
     /// Every peer in the routing table.

@@ -14,8 +14,8 @@
 //! leaders), so claimants that raced pick the same one without talking.
 //! In a small site the node first in that order among all its peers is
 //! that leader whoever claims, and starts without the settle
-//! ([`Fetcher::leads_the_site`]); the others follow it as soon as its
-//! claim reaches their store ([`Fetcher::site_leader`]).
+//! ([`Fetcher::site_start`]); the others follow it as soon as its
+//! claim reaches their store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ use crate::upstream::UpstreamClient;
 /// How long claims may take to spread before the leader is picked.
 pub const CLAIM_SETTLE: Duration = Duration::from_millis(300);
 /// How often a claimant looks in its store for the site's leader while
-/// the claims settle ([`Fetcher::site_leader`]).
+/// the claims settle ([`Fetcher::site_start`]).
 const SITE_LOOK_EVERY: Duration = Duration::from_millis(10);
 /// Leaders a follower gives up on before fetching upstream itself.
 const MAX_LEADERS: usize = 3;
@@ -105,46 +105,41 @@ impl Fetcher {
         let digest = state.digest.clone();
         let claim = claim_key(&digest);
         let me = self.network().peer_id();
-        // Not even waiting for its own claim to spread: the others pick
-        // it once theirs have settled, by when it has.
-        if self.upstream_split() <= 1 && self.leads_the_site(state, &digest, &claim, me).await {
-            tracing::info!(%digest, "first of the site in this blob's order; fetching from upstream at once");
-            let result = self.finish_from_upstream(state, client, source).await;
-            if claimed_at(early).await.is_some() {
-                let _ = self.network().unprovide(&claim).await;
-            }
-            return result;
-        }
-        // In a small site the leader may be known before the claims
-        // settle: followed at once, while this node's claim still spreads.
-        let at_once = if self.upstream_split() <= 1 {
-            self.site_leader(state, &digest, &claim, me).await
+        let start = if self.upstream_split() <= 1 {
+            self.site_start(state, &digest, &claim, me).await
         } else {
-            None
+            SiteStart::Settle
         };
-        let mut early = Some(early);
-        let mut settled_at = None;
-        if at_once.is_none() {
-            let claimed = match early.take() {
-                Some(e) => claimed_at(e).await,
-                None => None,
-            };
-            let Some(claimed) = claimed else {
-                return self.finish_from_upstream(state, client, source).await;
-            };
-            // The claims of nodes that claimed within the settle of this
-            // one have reached it by then.
-            settled_at = Some(claimed + CLAIM_SETTLE);
-            if self.upstream_split() > 1 {
-                tokio::time::sleep(CLAIM_SETTLE).await;
-                let result = self
-                    .split_among_claimants(state, client, source, &claim)
-                    .await;
-                let _ = self.network().unprovide(&claim).await;
+        let (early, mut settled_at, mut next) = match start {
+            // Not even waiting for its own claim to spread: the others
+            // pick it once theirs have settled, by when it has.
+            SiteStart::Lead => {
+                tracing::info!(%digest, "first of the site in this blob's order; fetching from upstream at once");
+                let result = self.finish_from_upstream(state, client, source).await;
+                if claimed_at(early).await.is_some() {
+                    let _ = self.network().unprovide(&claim).await;
+                }
                 return result;
             }
-        }
-        let mut next = at_once;
+            // Followed at once, while this node's claim still spreads.
+            SiteStart::Follow(leader) => (Some(early), None, Some(leader)),
+            SiteStart::Settle => {
+                let Some(claimed) = claimed_at(early).await else {
+                    return self.finish_from_upstream(state, client, source).await;
+                };
+                if self.upstream_split() > 1 {
+                    tokio::time::sleep(CLAIM_SETTLE).await;
+                    let result = self
+                        .split_among_claimants(state, client, source, &claim)
+                        .await;
+                    let _ = self.network().unprovide(&claim).await;
+                    return result;
+                }
+                // The claims of nodes that claimed within the settle of
+                // this one have reached it by then.
+                (None, Some(claimed + CLAIM_SETTLE), None)
+            }
+        };
         let mut gone: Vec<PeerId> = Vec::new();
         let result = loop {
             let picked = match next.take() {
@@ -195,30 +190,60 @@ impl Fetcher {
         result
     }
 
-    /// Whether this node will lead `digest`'s fetch whoever claims it, so
-    /// it can start without waiting [`CLAIM_SETTLE`] for the claims and
-    /// looking them up: it knows every peer of its site (a network smaller
-    /// than the replication factor), it comes before all of them in the
-    /// blob's order, no peer fetches or holds the blob (one that does is
-    /// followed, whatever its place), and every other claim it holds is
-    /// younger than half the settle — an older claimant may already have
-    /// settled without seeing this node's claim and be fetching. The other
-    /// claimants still settle and then pick it, by the same rule. A
-    /// rollout's leaders start their upstream fetches a third of a second
-    /// sooner.
-    async fn leads_the_site(
+    /// How a claimant of a small site starts, from what its store shows
+    /// ([`Fetcher::site_view`]):
+    ///
+    /// - [`SiteStart::Lead`] if it will lead `digest`'s fetch whoever
+    ///   claims ([`leads_at_once`]), so it starts without waiting
+    ///   [`CLAIM_SETTLE`] for the claims and looking them up: it comes
+    ///   first among every peer of its site in the blob's order, no peer
+    ///   fetches or holds the blob (one that does is followed, whatever its
+    ///   place), and every other claim it holds is younger than half the
+    ///   settle — an older claimant may already have settled without
+    ///   seeing this node's claim and be fetching. Looked at once, on the
+    ///   first look. A rollout's leaders start their upstream fetches a
+    ///   third of a second sooner.
+    /// - [`SiteStart::Follow`] the node that leads so, seen from another
+    ///   claimant ([`leader_at_once`]), once its claim is in this node's
+    ///   store; looked for every [`SITE_LOOK_EVERY`] while only that claim
+    ///   is missing, until the claims would have settled. A rollout's
+    ///   followers start a third of a second sooner, and with links as
+    ///   fast as the uplink they never make up for a late start.
+    /// - [`SiteStart::Settle`] otherwise — at once where the site is not
+    ///   small or neither rule can hold (alone, a holder, an old claim),
+    ///   so the settle that follows is not made longer. The claimants that
+    ///   settle pick the same leader by the usual rule.
+    async fn site_start(
         &self,
         state: &DownloadState,
         digest: &Digest,
         claim: &Digest,
         me: PeerId,
-    ) -> bool {
-        if state.view().is_some() {
-            return false;
+    ) -> SiteStart {
+        let until = Instant::now() + CLAIM_SETTLE;
+        let mut first_look = true;
+        loop {
+            if state.view().is_some() {
+                return SiteStart::Settle;
+            }
+            let Some(v) = self.site_view(digest, claim).await else {
+                return SiteStart::Settle;
+            };
+            if std::mem::take(&mut first_look)
+                && leads_at_once(claim, me, &v.peers, &v.holders, &v.claims)
+            {
+                return SiteStart::Lead;
+            }
+            match leader_at_once(claim, me, &v.peers, &v.holders, &v.claims) {
+                AtOnce::Follow(leader) => return SiteStart::Follow(leader),
+                AtOnce::No => return SiteStart::Settle,
+                AtOnce::NotYet if Instant::now() + SITE_LOOK_EVERY >= until => {
+                    return SiteStart::Settle;
+                }
+                AtOnce::NotYet => {}
+            }
+            tokio::time::sleep(SITE_LOOK_EVERY).await;
         }
-        self.site_view(digest, claim)
-            .await
-            .is_some_and(|v| leads_at_once(claim, me, &v.peers, &v.holders, &v.claims))
     }
 
     /// What this node's store shows of a small site for `digest`: `None`
@@ -235,40 +260,6 @@ impl Fetcher {
             holders: holders.ok()??,
             claims: claims.ok()??,
         })
-    }
-
-    /// In a small site, the node that leads `digest`'s fetch at once by
-    /// [`Fetcher::leads_the_site`], seen from another claimant: the first
-    /// of the site in the blob's order, once its claim is in this node's
-    /// store and no claim is old enough to have settled without it
-    /// ([`leader_at_once`]). Looked for every [`SITE_LOOK_EVERY`] while
-    /// only that claim is missing, until the claims would have settled;
-    /// `None` then, and at once where the site is not small or the rule
-    /// cannot hold (alone, first itself, a holder, an old claim), so the
-    /// settle that follows is not made longer. A rollout's followers start
-    /// a third of a second sooner, and with links as fast as the uplink
-    /// they never make up for a late start.
-    async fn site_leader(
-        &self,
-        state: &DownloadState,
-        digest: &Digest,
-        claim: &Digest,
-        me: PeerId,
-    ) -> Option<PeerId> {
-        let until = Instant::now() + CLAIM_SETTLE;
-        loop {
-            if state.view().is_some() {
-                return None;
-            }
-            let v = self.site_view(digest, claim).await?;
-            match leader_at_once(claim, me, &v.peers, &v.holders, &v.claims) {
-                AtOnce::Follow(leader) => return Some(leader),
-                AtOnce::No => return None,
-                AtOnce::NotYet if Instant::now() + SITE_LOOK_EVERY >= until => return None,
-                AtOnce::NotYet => {}
-            }
-            tokio::time::sleep(SITE_LOOK_EVERY).await;
-        }
     }
 
     /// Fetches the blob in ranges with the claimants seen now
@@ -399,6 +390,16 @@ impl Fetcher {
     }
 }
 
+/// How a claimant starts ([`Fetcher::site_start`]).
+enum SiteStart {
+    /// Fetch from upstream now: it leads whoever claims.
+    Lead,
+    /// Follow this node now: it leads whoever claims.
+    Follow(PeerId),
+    /// Wait out the settle, then pick the leader among the claimants.
+    Settle,
+}
+
 /// A small site as one node's store shows it ([`Fetcher::site_view`]).
 struct SiteView {
     /// Every other peer of the site.
@@ -422,8 +423,8 @@ fn pick_leader(claim: &Digest, claimants: &[PeerId], fetching: &[PeerId], me: Pe
         .unwrap_or(me)
 }
 
-/// The rule of [`Fetcher::leads_the_site`], on what the store shows: the
-/// site's peers, the holders of the blob (whole or partial), and the
+/// The leader's rule of [`Fetcher::site_start`], on what the store shows:
+/// the site's peers, the holders of the blob (whole or partial), and the
 /// claims with how long ago each arrived.
 fn leads_at_once(
     claim: &Digest,
@@ -432,11 +433,22 @@ fn leads_at_once(
     holders: &[PeerId],
     claims: &[(PeerId, Duration)],
 ) -> bool {
+    nobody_ahead(me, me, holders, claims) && first_of_site(claim, me, site)
+}
+
+/// No peer but `me` holds or fetches the blob, and every claim but those
+/// of `me` and `first` is younger than half the settle: no claimant can
+/// have settled without seeing `first`'s claim and be fetching already.
+fn nobody_ahead(
+    me: PeerId,
+    first: PeerId,
+    holders: &[PeerId],
+    claims: &[(PeerId, Duration)],
+) -> bool {
     holders.iter().all(|p| *p == me)
         && claims
             .iter()
-            .all(|(p, age)| *p == me || *age < CLAIM_SETTLE / 2)
-        && first_of_site(claim, me, site)
+            .all(|(p, age)| *p == me || *p == first || *age < CLAIM_SETTLE / 2)
 }
 
 /// What [`leader_at_once`] makes of a claimant's view of its small site.
@@ -451,7 +463,7 @@ enum AtOnce {
     No,
 }
 
-/// The rule of [`Fetcher::site_leader`]: the first of the site (its
+/// The followers' rule of [`Fetcher::site_start`]: the first of the site (its
 /// peers, the claimants and `me`) in `claim`'s order, if that is not `me`,
 /// has claimed, nobody else holds or fetches the blob, and every other
 /// claim is younger than half the settle — the same view makes that node
@@ -464,9 +476,6 @@ fn leader_at_once(
     holders: &[PeerId],
     claims: &[(PeerId, Duration)],
 ) -> AtOnce {
-    if holders.iter().any(|p| *p != me) {
-        return AtOnce::No;
-    }
     let Some(first) = site
         .iter()
         .chain(claims.iter().map(|(p, _)| p))
@@ -476,13 +485,7 @@ fn leader_at_once(
     else {
         return AtOnce::No;
     };
-    if rank(claim, &me) < rank(claim, &first) {
-        return AtOnce::No;
-    }
-    let young = claims
-        .iter()
-        .all(|(p, age)| *p == me || *p == first || *age < CLAIM_SETTLE / 2);
-    if !young {
+    if rank(claim, &me) < rank(claim, &first) || !nobody_ahead(me, first, holders, claims) {
         return AtOnce::No;
     }
     if claims.iter().any(|(p, _)| *p == first) {
