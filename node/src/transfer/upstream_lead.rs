@@ -224,9 +224,11 @@ impl Fetcher {
         let mut first_look = true;
         loop {
             if state.view().is_some() {
+                tracing::debug!(%digest, "holds chunks already; settling");
                 return SiteStart::Settle;
             }
             let Some(v) = self.site_view(digest, claim).await else {
+                tracing::debug!(%digest, "not a small site; settling");
                 return SiteStart::Settle;
             };
             if std::mem::take(&mut first_look)
@@ -236,8 +238,12 @@ impl Fetcher {
             }
             match leader_at_once(claim, me, &v.peers, &v.holders, &v.claims) {
                 AtOnce::Follow(leader) => return SiteStart::Follow(leader),
-                AtOnce::No => return SiteStart::Settle,
+                AtOnce::No => {
+                    tracing::debug!(%digest, peers = v.peers.len(), holders = ?v.holders, claims = ?v.claims, "neither leads nor follows at once; settling");
+                    return SiteStart::Settle;
+                }
                 AtOnce::NotYet if Instant::now() + SITE_LOOK_EVERY >= until => {
+                    tracing::debug!(%digest, peers = v.peers.len(), claims = v.claims.len(), "the first of the site never claimed; settling");
                     return SiteStart::Settle;
                 }
                 AtOnce::NotYet => {}

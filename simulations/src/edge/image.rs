@@ -21,7 +21,7 @@ pub const TAG: &str = "latest";
 
 /// Shares of the multi-layer image, in 64ths: a big base, a few middling
 /// layers, a small top, like a typical application image.
-const MULTI_SHARES: [u64; 6] = [28, 16, 10, 6, 3, 1];
+pub const MULTI_SHARES: [u64; 6] = [28, 16, 10, 6, 3, 1];
 
 /// Which image the hosts pull.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::cmd::in_namespace;
+use super::image::MULTI_SHARES;
 use super::lab::{Host, Lab};
 use super::params::{STANDARD_MTU, Site};
 use super::transfer::{READY, Received};
@@ -92,6 +93,11 @@ pub async fn run(exe: &Path, lab: &Lab, site: &Site) -> anyhow::Result<Vec<PathC
         );
         checks.extend([down?, up?]);
     }
+    let shares = MULTI_SHARES;
+    if let Some(hosts) = lab.hosts.get(..shares.len()) {
+        let rate = r.origin_mbit.min(r.down_mbit);
+        checks.extend(measure_shared_uplink(exe, lab, hosts, &shares, rate).await?);
+    }
     Ok(checks)
 }
 
@@ -103,8 +109,90 @@ async fn measure(
     rate_mbit: f64,
     mtu: u32,
 ) -> anyhow::Result<PathCheck> {
-    let addr = SocketAddr::from((from.ip, PORT));
     let bytes = (rate_mbit * 1e6 / 8.0 * SECONDS) as u64;
+    let mut sender = start_sender(exe, from, PORT, bytes).await?;
+    let measured = receive(exe, from, to, PORT, bytes).await?;
+    let _ = sender.wait().await;
+    Ok(PathCheck {
+        label: label.to_owned(),
+        rate_mbit,
+        mtu,
+        measured,
+    })
+}
+
+/// The origin sends `hosts.len()` flows at once, one to each host, of
+/// `shares` of twice [`SECONDS`]' worth of bytes at `rate_mbit` (the
+/// multi-layer image's shares: a rollout's leaders pulling its layers);
+/// then one flow of the same bytes. Both are timed from the start to the
+/// last byte, so a link left idle while flows start or recover counts.
+async fn measure_shared_uplink(
+    exe: &Path,
+    lab: &Lab,
+    hosts: &[Host],
+    shares: &[u64],
+    rate_mbit: f64,
+) -> anyhow::Result<[PathCheck; 2]> {
+    let total = (rate_mbit * 1e6 / 8.0 * SECONDS * 2.0) as u64;
+    let parts: Vec<u64> = shares
+        .iter()
+        .map(|s| total * s / shares.iter().sum::<u64>().max(1))
+        .collect();
+    let origin = &lab.origin;
+    let mut senders = Vec::new();
+    for (i, bytes) in parts.iter().enumerate() {
+        senders.push(start_sender(exe, origin, PORT + 1 + i as u16, *bytes).await?);
+    }
+    let began = std::time::Instant::now();
+    let flows = hosts
+        .iter()
+        .zip(&parts)
+        .enumerate()
+        .map(|(i, (h, bytes))| receive(exe, origin, h, PORT + 1 + i as u16, *bytes));
+    for r in futures_util::future::join_all(flows).await {
+        r?;
+    }
+    let many = began.elapsed().as_secs_f64();
+    for mut s in senders {
+        let _ = s.wait().await;
+    }
+    let sent: u64 = parts.iter().sum();
+    let first = hosts.first().context("no host")?;
+    let mut sender = start_sender(exe, origin, PORT, sent).await?;
+    let began = std::time::Instant::now();
+    receive(exe, origin, first, PORT, sent).await?;
+    let one = began.elapsed().as_secs_f64();
+    let _ = sender.wait().await;
+    let check = |label: String, seconds| PathCheck {
+        label,
+        rate_mbit,
+        mtu: STANDARD_MTU,
+        measured: Received {
+            bytes: sent,
+            seconds,
+        },
+    };
+    Ok([
+        check(
+            format!(
+                "origin → h0…h{}, at once, start to last byte",
+                hosts.len() - 1
+            ),
+            many,
+        ),
+        check("origin → h0, the same bytes in one flow".to_owned(), one),
+    ])
+}
+
+/// Starts `edge_bench send-bytes` in `from`'s namespace on `port`, once
+/// it listens.
+async fn start_sender(
+    exe: &Path,
+    from: &Host,
+    port: u16,
+    bytes: u64,
+) -> anyhow::Result<tokio::process::Child> {
+    let addr = SocketAddr::from((from.ip, port));
     let mut sender = in_namespace(&from.ns, exe)
         .args(["send-bytes", "--listen", &addr.to_string(), "--bytes"])
         .arg(bytes.to_string())
@@ -119,6 +207,18 @@ async fn measure(
         "the sender in {} did not start: {ready:?}",
         from.ns
     );
+    Ok(sender)
+}
+
+/// Receives `bytes` in `to`'s namespace from `from`'s sender on `port`.
+async fn receive(
+    exe: &Path,
+    from: &Host,
+    to: &Host,
+    port: u16,
+    bytes: u64,
+) -> anyhow::Result<Received> {
+    let addr = SocketAddr::from((from.ip, port));
     let out = in_namespace(&to.ns, exe)
         .args(["recv-bytes", "--connect", &addr.to_string()])
         .output()
@@ -135,13 +235,7 @@ async fn measure(
         "received {} of {bytes} bytes",
         measured.bytes
     );
-    let _ = sender.wait().await;
-    Ok(PathCheck {
-        label: label.to_owned(),
-        rate_mbit,
-        mtu,
-        measured,
-    })
+    Ok(measured)
 }
 
 #[cfg(test)]
