@@ -40,6 +40,18 @@ impl ChainWindow {
         }
     }
 
+    /// Keeps `place` counted while the blob has chunks left to ask for,
+    /// and not once every chunk is in hand or asked: a blob on its last
+    /// asks (or being committed) leaves its part of the window to the
+    /// blobs still coming in.
+    pub(super) fn hold(&self, place: &mut Option<Following>, left_to_ask: bool) {
+        match (left_to_ask, place.is_some()) {
+            (false, true) => *place = None,
+            (true, false) => *place = Some(self.follow()),
+            _ => {}
+        }
+    }
+
     /// Chunks one followed blob may have asked for and not received.
     pub(super) fn per_blob(&self) -> usize {
         share(self.followed.load(Ordering::Relaxed))
@@ -82,6 +94,28 @@ mod tests {
         drop(others);
         assert_eq!(window.per_blob(), CHAIN_AHEAD);
         drop(first);
+        assert_eq!(window.per_blob(), CHAIN_AHEAD);
+    }
+
+    #[test]
+    fn a_blob_with_nothing_left_to_ask_gives_up_its_part() {
+        let window = ChainWindow::default();
+        let mut a = Some(window.follow());
+        let mut b = Some(window.follow());
+        assert_eq!(window.per_blob(), CHAIN_AHEAD / 2);
+        // `a` has asked for its last chunks: `b` gets the whole window.
+        window.hold(&mut a, false);
+        assert!(a.is_none());
+        assert_eq!(window.per_blob(), CHAIN_AHEAD);
+        window.hold(&mut a, false);
+        assert_eq!(window.per_blob(), CHAIN_AHEAD);
+        // An ask of `a` broke: it needs its part again, once.
+        window.hold(&mut a, true);
+        window.hold(&mut a, true);
+        assert_eq!(window.per_blob(), CHAIN_AHEAD / 2);
+        window.hold(&mut b, true);
+        assert_eq!(window.per_blob(), CHAIN_AHEAD / 2);
+        drop(b);
         assert_eq!(window.per_blob(), CHAIN_AHEAD);
     }
 }

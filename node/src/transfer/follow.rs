@@ -109,6 +109,27 @@ enum Event {
     Members(Vec<PeerId>),
 }
 
+/// The whole prefix, when the chunks `waiting` past `prefix` are every
+/// chunk left and finish the chain to the digest
+/// ([`ChainPrefix::finish_with`]): a follower holding every chunk commits
+/// without waiting for the leader's next poll to bring the last states (a
+/// poll comes every 100–400 ms; the leader has finished by then, so the
+/// wait is all loss).
+fn finished_by_digest(
+    digest: &Digest,
+    prefix: &ChainPrefix,
+    waiting: &BTreeMap<u32, Received>,
+) -> Option<ChainPrefix> {
+    let count = prefix.plan().count();
+    if prefix.is_whole() || (waiting.len() as u64) < u64::from(count - prefix.known()) {
+        return None;
+    }
+    let rest: Option<Vec<&[u8]>> = (prefix.known()..count)
+        .map(|i| waiting.get(&i).map(|r| r.bytes.as_slice()))
+        .collect();
+    prefix.finish_with(digest, rest?)
+}
+
 /// A chunk as it came from a peer, not yet checked.
 struct Received {
     peer: PeerId,
@@ -197,7 +218,10 @@ impl Fetcher {
         have.resize(plan.count() as usize, false);
         let mut chain = RelayChain::new(leader, self.network().peer_id());
         let small_site = matches!(self.network().site_peers().await, Ok(Some(_)));
-        let _following = self.chain_window().follow();
+        // Counted in the shared window only while a chunk is left to ask
+        // for: a blob whose last chunks are all asked (or that is being
+        // committed) leaves its part to the blobs still coming in.
+        let mut following = Some(self.chain_window().follow());
         // Streams not in use, per peer: the leader's poll stream, and the
         // streams of the asks to predecessors.
         let mut idle: HashMap<PeerId, Vec<Session>> = HashMap::from([(leader, vec![session])]);
@@ -229,6 +253,9 @@ impl Fetcher {
                     tracing::debug!(%digest, error = %e, "could not announce a partial blob");
                 }
             }
+            let asked = |i: u32| in_flight.contains(&i) || waiting.contains_key(&i);
+            let left_to_ask = !next_wanted(&have, asked, 0, u32::MAX, 1).is_empty();
+            self.chain_window().hold(&mut following, left_to_ask);
             if have.iter().all(|h| *h) && prefix.is_whole() {
                 // Every chunk matched the prefix and the last one finished
                 // to the digest: the chain from the first state to the
@@ -387,7 +414,14 @@ impl Fetcher {
                             continue;
                         }
                         // Judged at once if the prefix covers it, else once it does.
-                        waiting.insert(index, Received { peer, index, bytes });
+                        let new = waiting.insert(index, Received { peer, index, bytes }).is_none();
+                        if let Some(whole) = new.then(|| finished_by_digest(&digest, &prefix, &waiting)).flatten() {
+                            tracing::debug!(%digest, known = prefix.known(), "every chunk in hand finishes to the digest");
+                            if prefix.extend(&whole).is_ok() {
+                                last_growth = Instant::now();
+                                state.set_prefix(prefix.clone());
+                            }
+                        }
                         if self.take_covered(&prefix, &partial, state, &mut waiting, &mut have, &mut chain).await? {
                             return Ok(FollowEnd::LeaderLied);
                         }
