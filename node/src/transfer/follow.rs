@@ -109,27 +109,6 @@ enum Event {
     Members(Vec<PeerId>),
 }
 
-/// The whole prefix, when the chunks `waiting` past `prefix` are every
-/// chunk left and finish the chain to the digest
-/// ([`ChainPrefix::finish_with`]): a follower holding every chunk commits
-/// without waiting for the leader's next poll to bring the last states (a
-/// poll comes every 100–400 ms; the leader has finished by then, so the
-/// wait is all loss).
-fn finished_by_digest(
-    digest: &Digest,
-    prefix: &ChainPrefix,
-    waiting: &BTreeMap<u32, Received>,
-) -> Option<ChainPrefix> {
-    let count = prefix.plan().count();
-    if prefix.is_whole() || (waiting.len() as u64) < u64::from(count - prefix.known()) {
-        return None;
-    }
-    let rest: Option<Vec<&[u8]>> = (prefix.known()..count)
-        .map(|i| waiting.get(&i).map(|r| r.bytes.as_slice()))
-        .collect();
-    prefix.finish_with(digest, rest?)
-}
-
 /// A chunk as it came from a peer, not yet checked.
 struct Received {
     peer: PeerId,
@@ -414,14 +393,7 @@ impl Fetcher {
                             continue;
                         }
                         // Judged at once if the prefix covers it, else once it does.
-                        let new = waiting.insert(index, Received { peer, index, bytes }).is_none();
-                        if let Some(whole) = new.then(|| finished_by_digest(&digest, &prefix, &waiting)).flatten() {
-                            tracing::debug!(%digest, known = prefix.known(), "every chunk in hand finishes to the digest");
-                            if prefix.extend(&whole).is_ok() {
-                                last_growth = Instant::now();
-                                state.set_prefix(prefix.clone());
-                            }
-                        }
+                        waiting.insert(index, Received { peer, index, bytes });
                         if self.take_covered(&prefix, &partial, state, &mut waiting, &mut have, &mut chain).await? {
                             return Ok(FollowEnd::LeaderLied);
                         }

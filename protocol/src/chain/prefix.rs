@@ -10,8 +10,7 @@
 //! (see `docs/security.md`). A prefix with every state is a chunk map.
 
 use super::{
-    ChainState, ChunkCheckError, ChunkMap, ChunkMapBuilder, MapError, decode_parts, encode_parts,
-    judge_under,
+    ChainState, ChunkCheckError, ChunkMap, MapError, decode_parts, encode_parts, judge_under,
 };
 use crate::chunk::ChunkPlan;
 use crate::digest::{Algorithm, Digest};
@@ -114,38 +113,6 @@ impl ChainPrefix {
             index,
             bytes,
         )
-    }
-
-    /// The whole prefix, if `rest` — the bytes of every chunk past the
-    /// known states, in order — finishes the chain to `digest`: then the
-    /// digest proves the states computed on the way, and a node holding
-    /// every chunk need not wait for the prefix's author to say where the
-    /// chain goes. `None` if a chunk is missing or has the wrong length,
-    /// or the bytes do not finish to `digest` (the caller cannot tell
-    /// whose bytes are wrong, and judges them chunk by chunk as the
-    /// author's states come).
-    pub fn finish_with<'a>(
-        &self,
-        digest: &Digest,
-        rest: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Option<ChainPrefix> {
-        if digest.algorithm() != self.algorithm {
-            return None;
-        }
-        let mut builder = ChunkMapBuilder::from_prefix(self);
-        let mut index = self.known();
-        for bytes in rest {
-            if u64::from(self.plan.len_of(index).ok()?) != bytes.len() as u64 {
-                return None;
-            }
-            builder.update(bytes);
-            index += 1;
-        }
-        if index != self.plan.count() {
-            return None;
-        }
-        let (map, found) = builder.finish().ok()?;
-        (found == *digest).then(|| map.to_prefix())
     }
 
     /// Takes in a newer prefix of the same blob. It must agree with every
@@ -344,77 +311,6 @@ mod tests {
                 Err(ChunkCheckError::Unknown { index: i })
             );
             assert_eq!(ps[i as usize + 1].judge(&digest, i, c), Ok(()));
-        }
-    }
-
-    #[test]
-    fn the_chunks_past_the_known_states_finish_the_prefix_by_the_digest() {
-        let data = blob(5 * K + 100, 3);
-        let (ps, map, digest) = prefixes(&data, K);
-        let chunks: Vec<&[u8]> = data.chunks(K).collect();
-        for (known, p) in ps.iter().enumerate() {
-            let whole = p
-                .finish_with(&digest, chunks[known.min(5)..].iter().copied())
-                .expect("the true chunks finish to the digest");
-            assert!(whole.is_whole());
-            assert_eq!(whole.to_map(), Some(map.clone()));
-        }
-        // One chunk short, one too many, a wrong length: not whole.
-        assert!(
-            ps[2]
-                .finish_with(&digest, chunks[2..5].iter().copied())
-                .is_none()
-        );
-        assert!(
-            ps[2]
-                .finish_with(&digest, chunks[1..].iter().copied())
-                .is_none()
-        );
-        let mut short = chunks[2..].to_vec();
-        short[1] = &chunks[3][..K - 64];
-        assert!(ps[2].finish_with(&digest, short).is_none());
-        // A flipped byte anywhere past the known states, or another digest.
-        for at in [2 * K, 3 * K + 5, 5 * K + 99] {
-            let mut bad = data.clone();
-            bad[at] ^= 1;
-            let bad_chunks: Vec<&[u8]> = bad.chunks(K).collect();
-            assert!(
-                ps[2]
-                    .finish_with(&digest, bad_chunks[2..].iter().copied())
-                    .is_none()
-            );
-        }
-        let other = Digest::sha256_of(b"another blob");
-        assert!(
-            ps[2]
-                .finish_with(&other, chunks[2..].iter().copied())
-                .is_none()
-        );
-    }
-
-    proptest! {
-        /// Whatever the bytes past the known states, a whole prefix comes
-        /// out only when they are the blob's: it always agrees with the map.
-        #[test]
-        fn only_the_blobs_own_bytes_finish_a_prefix(
-            len in 1usize..6 * K,
-            known_share in 0.0f64..1.0,
-            flip in proptest::option::of((0.0f64..1.0, 1u8..=255)),
-        ) {
-            let data = blob(len, 4);
-            let (ps, map, digest) = prefixes(&data, K);
-            let known = ((ps.len() - 1) as f64 * known_share) as usize;
-            let known = known.min(map.plan().count() as usize - 1);
-            let mut tail = data[known * K..].to_vec();
-            if let Some((at, x)) = flip {
-                let i = ((tail.len() - 1) as f64 * at) as usize;
-                tail[i] ^= x;
-            }
-            let out = ps[known].finish_with(&digest, tail.chunks(K));
-            match flip {
-                None => prop_assert_eq!(out.and_then(|p| p.to_map()), Some(map)),
-                Some(_) => prop_assert!(out.is_none()),
-            }
         }
     }
 
