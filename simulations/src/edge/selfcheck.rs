@@ -93,10 +93,9 @@ pub async fn run(exe: &Path, lab: &Lab, site: &Site) -> anyhow::Result<Vec<PathC
         );
         checks.extend([down?, up?]);
     }
-    let shares = MULTI_SHARES;
-    if let Some(hosts) = lab.hosts.get(..shares.len()) {
+    if let Some(hosts) = lab.hosts.get(..MULTI_SHARES.len()) {
         let rate = r.origin_mbit.min(r.down_mbit);
-        checks.extend(measure_shared_uplink(exe, lab, hosts, &shares, rate).await?);
+        checks.extend(measure_shared_uplink(exe, lab, hosts, rate).await?);
     }
     Ok(checks)
 }
@@ -121,23 +120,20 @@ async fn measure(
     })
 }
 
-/// The origin sends `hosts.len()` flows at once, one to each host, of
-/// `shares` of twice [`SECONDS`]' worth of bytes at `rate_mbit` (the
-/// multi-layer image's shares: a rollout's leaders pulling its layers);
+/// The origin sends one flow to each of `hosts` at once, each a share of
+/// twice [`SECONDS`]' worth of bytes at `rate_mbit` by [`MULTI_SHARES`]
+/// (the multi-layer image's layers: a rollout's leaders pulling them);
 /// then one flow of the same bytes. Both are timed from the start to the
 /// last byte, so a link left idle while flows start or recover counts.
 async fn measure_shared_uplink(
     exe: &Path,
     lab: &Lab,
     hosts: &[Host],
-    shares: &[u64],
     rate_mbit: f64,
 ) -> anyhow::Result<[PathCheck; 2]> {
     let total = (rate_mbit * 1e6 / 8.0 * SECONDS * 2.0) as u64;
-    let parts: Vec<u64> = shares
-        .iter()
-        .map(|s| total * s / shares.iter().sum::<u64>().max(1))
-        .collect();
+    let whole: u64 = MULTI_SHARES.iter().sum();
+    let parts: Vec<u64> = MULTI_SHARES.iter().map(|s| total * s / whole).collect();
     let origin = &lab.origin;
     let mut senders = Vec::new();
     for (i, bytes) in parts.iter().enumerate() {
