@@ -165,6 +165,10 @@ struct RunArgs {
     /// pull succeeded; the report says where.
     #[arg(long)]
     keep_logs: bool,
+    /// Record what every link carried every 20 ms into
+    /// `<PREFIX>-<scenario>.csv`, and report how full the uplink was.
+    #[arg(long, value_name = "PREFIX")]
+    link_trace: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -322,6 +326,7 @@ async fn benchmark(args: RunArgs) -> anyhow::Result<Done> {
         settle: Duration::from_secs_f64(args.settle_s),
         plot: args.plot,
         keep_logs: args.keep_logs,
+        link_trace: args.link_trace,
     };
     let result = bench::run(&this_exe()?, names, &opts).await?;
     println!("{}", result.markdown);

@@ -32,6 +32,8 @@ pub struct BenchOptions {
     pub plot: Option<PathBuf>,
     /// Keep the shoal nodes' logs even when every pull succeeded.
     pub keep_logs: bool,
+    /// Trace the links of each scenario into `<this>-<mode>.csv`.
+    pub link_trace: Option<PathBuf>,
 }
 
 /// What a benchmark produced.
@@ -80,6 +82,8 @@ pub async fn run(exe: &Path, names: RunNames, opts: &BenchOptions) -> anyhow::Re
         deadline: Duration::from_secs_f64(
             (direct_bound_s(image.bytes(), &opts.site) * 10.0).max(60.0),
         ),
+        link_trace: opts.link_trace.as_deref(),
+        uplink_mbit: opts.site.rates.origin_mbit,
     };
     let mut outcomes = Vec::new();
     let mut notes = Vec::new();

@@ -34,6 +34,7 @@ pub mod counters;
 pub mod cpu;
 pub mod image;
 pub mod lab;
+pub mod link_trace;
 pub mod names;
 pub mod nodes;
 pub mod origin;

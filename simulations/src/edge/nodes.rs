@@ -101,6 +101,11 @@ impl ShoalFleet {
         Ok(())
     }
 
+    /// The nodes' process ids, in host order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.pid).collect()
+    }
+
     /// The nodes' CPU time so far, added up.
     pub fn cpu_s(&self) -> f64 {
         self.nodes

@@ -58,6 +58,11 @@ impl Origin {
         format!("http://{}", self.authority)
     }
 
+    /// The registry's process id: a process in the origin's namespace.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The registry's CPU time so far.
     pub fn cpu_s(&self) -> f64 {
         cpu_time(self.pid).map(|d| d.as_secs_f64()).unwrap_or(0.0)

@@ -21,7 +21,7 @@ const START_LEAD: Duration = Duration::from_millis(300);
 struct Puller {
     host: usize,
     // Held so the client dies with the harness (kill on drop).
-    _child: Child,
+    child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
 }
@@ -68,7 +68,7 @@ impl Pullers {
             let stdout = child.stdout.take().context("client stdout")?;
             pullers.push(Puller {
                 host: host.index,
-                _child: child,
+                child,
                 stdin,
                 stdout: tokio::io::AsyncBufReadExt::lines(BufReader::new(stdout)),
             });
@@ -84,6 +84,15 @@ impl Pullers {
             );
         }
         Ok(Pullers { pullers })
+    }
+
+    /// The clients' process ids, in host order: one process in each host's
+    /// namespace (0 for one that already exited).
+    pub fn pids(&self) -> Vec<u32> {
+        self.pullers
+            .iter()
+            .map(|p| p.child.id().unwrap_or(0))
+            .collect()
     }
 
     /// Tells every client to start at the same instant, shortly from now.

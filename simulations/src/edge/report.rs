@@ -98,6 +98,19 @@ pub fn markdown(run: &Run<'_>) -> String {
         );
     }
 
+    for o in run.outcomes {
+        if let Some(u) = o.uplink_use {
+            let _ = writeln!(
+                out,
+                "\n{}: the uplink carried {:.1} MB (as its interface counts bytes) in the {:.2} s from its first busy 20 ms to its last: {:.0}% of U0.",
+                o.mode,
+                u.bytes as f64 / 1e6,
+                u.busy_s,
+                u.share * 100.0
+            );
+        }
+    }
+
     let _ = writeln!(
         out,
         "\n| N | U0 | u | d | image | T* s | shoal last s | shoal / T* | direct last s | origin egress / S (shoal, direct) | CPU busy (shoal, direct) |\n\

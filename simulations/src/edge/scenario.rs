@@ -10,6 +10,7 @@ use super::counters::{self, LinkBytes};
 use super::cpu::MachineCpu;
 use super::image::PushedImage;
 use super::lab::{LINK, Lab};
+use super::link_trace::{LinkTrace, UplinkUse};
 use super::nodes::{REGISTRY, ShoalFleet};
 use super::origin::Origin;
 use super::pullers::Pullers;
@@ -48,6 +49,8 @@ pub struct Outcome {
     /// The shoal nodes' CPU time during the pull, in the shoal scenario.
     pub shoal_cpu_s: Option<f64>,
     pub client_cpu_s: f64,
+    /// The uplink's use over the pull, when the links were traced.
+    pub uplink_use: Option<UplinkUse>,
 }
 
 impl Outcome {
@@ -80,6 +83,10 @@ pub struct Stage<'a> {
     pub parallel: usize,
     pub ready_timeout: Duration,
     pub deadline: Duration,
+    /// Trace the links into `<this>-<mode>.csv` (`link_trace.rs`).
+    pub link_trace: Option<&'a Path>,
+    /// U0, for the uplink's share in the trace.
+    pub uplink_mbit: f64,
 }
 
 /// Runs one scenario; `fleet` must be running for [`Mode::Shoal`].
@@ -102,13 +109,28 @@ pub async fn run(
         Pullers::start(stage.exe, &stage.lab.hosts, target_for, stage.ready_timeout).await?;
 
     let before = Snapshot::take(stage, fleet)?;
+    // A host's client exits when its pull is done, its shoal node only
+    // when the scenario is: the node shows the host's links to the end.
+    let trace = stage.link_trace.map(|_| {
+        let hosts = fleet.map_or_else(|| pullers.pids(), ShoalFleet::pids);
+        LinkTrace::start(stage.origin.pid(), hosts)
+    });
     pullers.go().await?;
     let reports = pullers.finish(stage.deadline).await;
     let after = Snapshot::take(stage, fleet)?;
+    let uplink_use = match (trace, stage.link_trace) {
+        (Some(trace), Some(prefix)) => {
+            let mut name = prefix.as_os_str().to_owned();
+            name.push(format!("-{mode}.csv"));
+            Some(trace.finish(Path::new(&name), stage.uplink_mbit).await?)
+        }
+        _ => None,
+    };
 
     Ok(Outcome {
         mode,
         client_cpu_s: reports.iter().map(|r| r.cpu_s).sum(),
+        uplink_use,
         reports,
         origin_link: after.origin.since(before.origin),
         host_links: after

@@ -33,6 +33,7 @@ pub fn options(shoal_bin: PathBuf) -> BenchOptions {
         parallel: DEFAULT_PARALLEL,
         settle: Duration::from_secs(2),
         plot: None,
+        link_trace: None,
         keep_logs: false,
     }
 }
@@ -94,6 +95,7 @@ mod tests {
             cores: 2,
             origin_cpu_s: 0.0,
             shoal_cpu_s: None,
+            uplink_use: None,
             client_cpu_s: 0.1,
         }
     }
