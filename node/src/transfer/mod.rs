@@ -10,6 +10,8 @@ mod fetch;
 mod follow;
 mod framed;
 mod from_upstream;
+#[cfg(feature = "test-liars")]
+mod liars;
 mod peers;
 mod relay_chain;
 mod schedule;
@@ -23,5 +25,5 @@ mod worker;
 pub use downloads::{Download, Downloads, Finished, PartialView, Progress};
 pub use fetch::{FetchError, Fetcher, UpstreamSource};
 #[cfg(feature = "test-liars")]
-pub use server::LiarMode;
+pub use liars::LiarMode;
 pub use server::TransferServer;

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::downloads::{Downloads, PartialView};
 use super::framed::{self, FrameError, FrameReader};
+#[cfg(feature = "test-liars")]
+use super::liars::{LiarMode, Lie, lie};
 use super::session::REQUEST_TIMEOUT;
 use crate::limits::{DEFAULT_UPLOAD_SLOTS, RateLimiter, UploadSlots};
 use crate::metrics::Metrics;
@@ -63,31 +65,6 @@ pub struct TransferServer {
     /// Chunk maps served so far (for `DropFirstMapAsk`).
     #[cfg(feature = "test-liars")]
     maps_served: Arc<std::sync::atomic::AtomicU32>,
-}
-
-/// Ways a test double lies (feature `test-liars` only).
-#[cfg(feature = "test-liars")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LiarMode {
-    /// Flips a byte in every chunk it sends.
-    FlipBytes,
-    /// Serves a chunk map with one state changed.
-    ForgeMap,
-    /// Never answers a chunk request.
-    Stall,
-    /// Sends half a chunk frame, then closes the stream.
-    Disconnect,
-    /// Honest, but waits 50 ms before every chunk (a slow link).
-    Slow,
-    /// Honest for its first 8 chunks, then never answers again.
-    StallMidway,
-    /// Honest, but sends its chunk maps half a second after the fetcher's
-    /// grace for them (a provider still hashing a blob it just received).
-    SlowMap,
-    /// Honest, but closes the stream of its first chunk-map request
-    /// unanswered, as libp2p-stream drops a stream in a burst.
-    DropFirstMapAsk,
 }
 
 impl TransferServer {
@@ -572,51 +549,6 @@ fn kind(m: &Message) -> &'static str {
         Message::TagIs { .. } => "TagIs",
         Message::Share { .. } => "Share",
         _ => "request",
-    }
-}
-
-#[cfg(feature = "test-liars")]
-enum Lie {
-    Send,
-    Stall,
-    Delay(std::time::Duration),
-    Cut(Vec<u8>),
-}
-
-/// Turns an honest reply into the chosen lie.
-#[cfg(feature = "test-liars")]
-/// `served` counts the replies of the kind of `reply` sent before it.
-fn lie(mode: LiarMode, reply: &mut Message, served: u32) -> Lie {
-    match (mode, reply) {
-        (LiarMode::FlipBytes, Message::Chunk { bytes, .. }) => {
-            if let Some(b) = bytes.first_mut() {
-                *b ^= 0xff;
-            }
-            Lie::Send
-        }
-        (LiarMode::ForgeMap, Message::Map { map, .. }) => {
-            let mut encoded = map.encode();
-            // The first state after the 13-byte header.
-            if encoded.len() > 13 {
-                encoded[13] ^= 0xff;
-            }
-            if let Ok(forged) = ChunkMap::decode(&encoded) {
-                *map = forged;
-            }
-            Lie::Send
-        }
-        (LiarMode::Stall, Message::Chunk { .. }) => Lie::Stall,
-        (LiarMode::StallMidway, Message::Chunk { .. }) if served >= 8 => Lie::Stall,
-        (LiarMode::DropFirstMapAsk, Message::Map { .. }) if served == 0 => Lie::Cut(Vec::new()),
-        (LiarMode::Slow, Message::Chunk { .. }) => Lie::Delay(std::time::Duration::from_millis(50)),
-        (LiarMode::SlowMap, Message::Map { .. }) => {
-            Lie::Delay(super::fetch::MAP_GRACE + std::time::Duration::from_millis(500))
-        }
-        (LiarMode::Disconnect, reply @ Message::Chunk { .. }) => {
-            let frame = shoal_protocol::wire::encode_frame(reply);
-            Lie::Cut(frame[..frame.len() / 2].to_vec())
-        }
-        _ => Lie::Send,
     }
 }
 

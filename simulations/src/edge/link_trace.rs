@@ -22,7 +22,7 @@ pub const EVERY: Duration = Duration::from_millis(20);
 /// Cumulative bytes of one interface: (received, sent).
 type Bytes = (u64, u64);
 
-/// One reading of every link, `at` after the trace began.
+/// One reading of every link, `at` after the pull's start.
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
     at: Duration,
@@ -40,12 +40,13 @@ pub struct LinkTrace {
 }
 
 impl LinkTrace {
-    /// Starts reading the interfaces of the namespaces `origin_pid` and
-    /// `host_pids` (one per host, in order) run in.
-    pub fn start(origin_pid: u32, host_pids: Vec<u32>) -> LinkTrace {
+    /// Reads the interfaces of the namespaces `origin_pid` and `host_pids`
+    /// (one per host, in order) run in, from `start` (the pull's start) on.
+    pub fn start(origin_pid: u32, host_pids: Vec<u32>, start: Instant) -> LinkTrace {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let began = Instant::now();
+            tokio::time::sleep_until(start.into()).await;
+            let began = start;
             let mut samples = Vec::new();
             let mut tick = tokio::time::interval(EVERY);
             loop {

@@ -95,15 +95,17 @@ impl Pullers {
             .collect()
     }
 
-    /// Tells every client to start at the same instant, shortly from now.
-    pub async fn go(&mut self) -> anyhow::Result<()> {
+    /// Tells every client to start at the same instant, shortly from now;
+    /// returns that instant.
+    pub async fn go(&mut self) -> anyhow::Result<std::time::Instant> {
+        let at = std::time::Instant::now() + START_LEAD;
         let start = SystemTime::now() + START_LEAD;
         let ms = start.duration_since(UNIX_EPOCH)?.as_millis();
         for p in &mut self.pullers {
             p.stdin.write_all(format!("{GO} {ms}\n").as_bytes()).await?;
             p.stdin.flush().await?;
         }
-        Ok(())
+        Ok(at)
     }
 
     /// Every client's report, in host order. A client that has not

@@ -111,11 +111,11 @@ pub async fn run(
     let before = Snapshot::take(stage, fleet)?;
     // A host's client exits when its pull is done, its shoal node only
     // when the scenario is: the node shows the host's links to the end.
-    let trace = stage.link_trace.map(|_| {
-        let hosts = fleet.map_or_else(|| pullers.pids(), ShoalFleet::pids);
-        LinkTrace::start(stage.origin.pid(), hosts)
-    });
-    pullers.go().await?;
+    let hosts = fleet.map_or_else(|| pullers.pids(), ShoalFleet::pids);
+    let start = pullers.go().await?;
+    let trace = stage
+        .link_trace
+        .map(|_| LinkTrace::start(stage.origin.pid(), hosts, start));
     let reports = pullers.finish(stage.deadline).await;
     let after = Snapshot::take(stage, fleet)?;
     let uplink_use = match (trace, stage.link_trace) {
