@@ -26,10 +26,10 @@ type Bytes = (u64, u64);
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
     at: Duration,
-    /// The origin's interface.
-    origin: Bytes,
+    /// The origin's interface (`None`: could not be read).
+    origin: Option<Bytes>,
     /// Each host's interface, in host order.
-    hosts: Vec<Bytes>,
+    hosts: Vec<Option<Bytes>>,
 }
 
 /// A trace being taken; [`LinkTrace::finish`] stops it.
@@ -54,7 +54,9 @@ impl LinkTrace {
                     _ = tick.tick() => {}
                     _ = &mut stopped => break,
                 }
-                let read = |pid| read_link(pid).unwrap_or((0, 0));
+                // A process that has exited leaves gaps, not zeros: a
+                // zero would read as a burst when the next reading came.
+                let read = |pid| read_link(pid).ok();
                 samples.push(Sample {
                     at: began.elapsed(),
                     origin: read(origin_pid),
@@ -99,7 +101,7 @@ fn uplink_use(samples: &[Sample], uplink_mbit: f64) -> UplinkUse {
             (
                 w[0].at,
                 w[1].at,
-                w[1].origin.1.saturating_sub(w[0].origin.1),
+                sent_between(w[0].origin, w[1].origin).unwrap_or(0),
             )
         })
         .collect();
@@ -143,6 +145,11 @@ fn mbit(bytes: u64, over: Duration) -> f64 {
     }
 }
 
+/// Bytes sent between two readings of one interface, if both were read.
+fn sent_between(before: Option<Bytes>, now: Option<Bytes>) -> Option<u64> {
+    before.zip(now).map(|(b, n)| n.1.saturating_sub(b.1))
+}
+
 fn to_csv(samples: &[Sample]) -> String {
     let hosts = samples.first().map_or(0, |s| s.hosts.len());
     let mut out = String::from("t_s,uplink_mbit");
@@ -152,19 +159,21 @@ fn to_csv(samples: &[Sample]) -> String {
     out.push('\n');
     for w in samples.windows(2) {
         let dt = w[1].at.saturating_sub(w[0].at);
-        let rate = |now: u64, before: u64| mbit(now.saturating_sub(before), dt);
+        let cell =
+            |bytes: Option<u64>| bytes.map_or(String::new(), |b| format!("{:.1}", mbit(b, dt)));
         let _ = write!(
             out,
-            "{:.3},{:.1}",
+            "{:.3},{}",
             w[1].at.as_secs_f64(),
-            rate(w[1].origin.1, w[0].origin.1)
+            cell(sent_between(w[0].origin, w[1].origin))
         );
-        for (now, before) in w[1].hosts.iter().zip(&w[0].hosts) {
+        for (before, now) in w[0].hosts.iter().zip(&w[1].hosts) {
+            let received = before.zip(*now).map(|(b, n)| n.0.saturating_sub(b.0));
             let _ = write!(
                 out,
-                ",{:.1},{:.1}",
-                rate(now.0, before.0),
-                rate(now.1, before.1)
+                ",{},{}",
+                cell(received),
+                cell(sent_between(*before, *now))
             );
         }
         out.push('\n');
@@ -216,8 +225,8 @@ Inter-|   Receive                                                |  Transmit
     fn sample(ms: u64, origin_sent: u64) -> Sample {
         Sample {
             at: Duration::from_millis(ms),
-            origin: (0, origin_sent),
-            hosts: vec![(origin_sent, 0)],
+            origin: Some((0, origin_sent)),
+            hosts: vec![Some((origin_sent, 0))],
         }
     }
 
@@ -250,5 +259,19 @@ Inter-|   Receive                                                |  Transmit
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "t_s,uplink_mbit,h0_down_mbit,h0_up_mbit");
         assert_eq!(lines[1], "0.020,100.0,100.0,0.0");
+    }
+
+    #[test]
+    fn a_reading_that_failed_leaves_a_gap_not_a_burst() {
+        let mut gap = sample(20, 250_000);
+        gap.origin = None;
+        gap.hosts = vec![None];
+        let samples = [sample(0, 0), gap, sample(40, 500_000)];
+        let csv = to_csv(&samples);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[1], "0.020,,,");
+        assert_eq!(lines[2], "0.040,,,");
+        let u = uplink_use(&samples, 100.0);
+        assert_eq!(u.bytes, 0);
     }
 }
