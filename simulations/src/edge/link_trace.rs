@@ -15,6 +15,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 use super::lab::LINK;
+use super::transfer::Received;
 
 /// How often the counters are read.
 pub const EVERY: Duration = Duration::from_millis(20);
@@ -106,7 +107,7 @@ fn uplink_use(samples: &[Sample], uplink_mbit: f64) -> UplinkUse {
         })
         .collect();
     let busy = |&&(from, to, bytes): &&(Duration, Duration, u64)| {
-        mbit(bytes, to.saturating_sub(from)) > uplink_mbit * BUSY_SHARE
+        rate(bytes, to.saturating_sub(from)) > uplink_mbit * BUSY_SHARE
     };
     let (Some(first), Some(last)) = (
         per_interval.iter().find(busy),
@@ -124,25 +125,25 @@ fn uplink_use(samples: &[Sample], uplink_mbit: f64) -> UplinkUse {
         .filter(|(from, _, _)| *from >= first.0 && *from <= last.0)
         .map(|(_, _, b)| b)
         .sum();
-    let share = if busy_s > 0.0 {
-        bytes as f64 * 8.0 / (busy_s * uplink_mbit * 1e6)
-    } else {
-        0.0
-    };
     UplinkUse {
         busy_s,
         bytes,
-        share,
+        share: Received {
+            bytes,
+            seconds: busy_s,
+        }
+        .mbit_per_s()
+            / uplink_mbit,
     }
 }
 
-fn mbit(bytes: u64, over: Duration) -> f64 {
-    let s = over.as_secs_f64();
-    if s > 0.0 {
-        bytes as f64 * 8.0 / s / 1e6
-    } else {
-        0.0
+/// Mbit/s of `bytes` carried `over` an interval.
+fn rate(bytes: u64, over: Duration) -> f64 {
+    Received {
+        bytes,
+        seconds: over.as_secs_f64(),
     }
+    .mbit_per_s()
 }
 
 /// Bytes sent between two readings of one interface, if both were read.
@@ -160,7 +161,7 @@ fn to_csv(samples: &[Sample]) -> String {
     for w in samples.windows(2) {
         let dt = w[1].at.saturating_sub(w[0].at);
         let cell =
-            |bytes: Option<u64>| bytes.map_or(String::new(), |b| format!("{:.1}", mbit(b, dt)));
+            |bytes: Option<u64>| bytes.map_or(String::new(), |b| format!("{:.1}", rate(b, dt)));
         let _ = write!(
             out,
             "{:.3},{}",

@@ -111,20 +111,20 @@ pub async fn run(
     let before = Snapshot::take(stage, fleet)?;
     // A host's client exits when its pull is done, its shoal node only
     // when the scenario is: the node shows the host's links to the end.
-    let hosts = fleet.map_or_else(|| pullers.pids(), ShoalFleet::pids);
-    let start = pullers.go().await?;
-    let trace = stage
+    let traced_pids = stage
         .link_trace
-        .map(|_| LinkTrace::start(stage.origin.pid(), hosts, start));
+        .map(|_| fleet.map_or_else(|| pullers.pids(), ShoalFleet::pids));
+    let start = pullers.go().await?;
+    let trace = traced_pids.map(|hosts| LinkTrace::start(stage.origin.pid(), hosts, start));
     let reports = pullers.finish(stage.deadline).await;
     let after = Snapshot::take(stage, fleet)?;
-    let uplink_use = match (trace, stage.link_trace) {
-        (Some(trace), Some(prefix)) => {
+    let uplink_use = match trace.zip(stage.link_trace) {
+        Some((trace, prefix)) => {
             let mut name = prefix.as_os_str().to_owned();
             name.push(format!("-{mode}.csv"));
             Some(trace.finish(Path::new(&name), stage.uplink_mbit).await?)
         }
-        _ => None,
+        None => None,
     };
 
     Ok(Outcome {
